@@ -1,0 +1,104 @@
+"""Plots shared by several chapters: learning curves and image grids."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.figure import Figure
+
+
+def plot_history(
+    history: Mapping[str, Sequence[float]] | Any,
+    metrics: Sequence[str] = ("loss", "accuracy"),
+    *,
+    title: str | None = None,
+) -> Figure:
+    """Plot training curves, one panel per metric, with the ``val_`` curve beside each.
+
+    Args:
+        history: A ``keras.callbacks.History`` (its ``.history`` is used) or a mapping from
+            metric name to per-epoch values, e.g. a CSV log read with ``csv.DictReader``.
+        metrics: Metric names to plot; each must be present in ``history``.
+        title: Optional figure title.
+
+    Returns:
+        The figure.
+
+    Raises:
+        ValueError: If ``metrics`` is empty or names a metric that is not in ``history``.
+    """
+    values = getattr(history, "history", history)
+    if not metrics:
+        raise ValueError("metrics must name at least one metric, got an empty sequence")
+    missing = [m for m in metrics if m not in values]
+    if missing:
+        raise ValueError(f"metrics {missing} not in history (has {sorted(values)})")
+    fig, axes = plt.subplots(1, len(metrics), figsize=(4.5 * len(metrics), 3.2), squeeze=False)
+    for ax, metric in zip(axes[0], metrics, strict=True):
+        train = np.asarray(values[metric], dtype=float)
+        epochs = np.arange(1, len(train) + 1)
+        ax.plot(epochs, train, marker="o", markersize=3, label="train")
+        if f"val_{metric}" in values:
+            val = np.asarray(values[f"val_{metric}"], dtype=float)
+            ax.plot(np.arange(1, len(val) + 1), val, marker="o", markersize=3, label="validation")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(metric)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def image_grid(
+    images: Sequence[Any] | np.ndarray,
+    titles: Sequence[str] | None = None,
+    *,
+    ncols: int = 8,
+    cmap: str | None = None,
+    size: float = 1.6,
+) -> Figure:
+    """Show images in a grid with optional titles.
+
+    Args:
+        images: Images as arrays of shape (H, W), (H, W, 1) or (H, W, 3); uint8 in [0, 255] or
+            floats in [0, 1].
+        titles: One title per image, or None.
+        ncols: Number of columns (at least 1).
+        cmap: Colour map for single-channel images (default ``"gray"``).
+        size: Size of one cell in inches.
+
+    Returns:
+        The figure.
+
+    Raises:
+        ValueError: If there are no images, ``ncols`` < 1, or the titles do not match the images.
+    """
+    images = list(images)
+    if not images:
+        raise ValueError("image_grid needs at least one image, got none")
+    if ncols < 1:
+        raise ValueError(f"ncols must be at least 1, got {ncols}")
+    if titles is not None and len(titles) != len(images):
+        raise ValueError(f"got {len(titles)} titles for {len(images)} images")
+    ncols = min(ncols, len(images))
+    nrows = -(-len(images) // ncols)
+    fig, axes = plt.subplots(
+        nrows, ncols, figsize=(size * ncols, size * nrows + 0.3), squeeze=False
+    )
+    for index, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if index >= len(images):
+            continue
+        image = np.asarray(images[index])
+        if image.ndim == 3 and image.shape[-1] == 1:
+            image = image[..., 0]
+        ax.imshow(image, cmap=(cmap or "gray") if image.ndim == 2 else None)
+        if titles is not None:
+            ax.set_title(titles[index], fontsize=8)
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,33 @@
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_ruff_is_clean() -> None:
+    ruff = Path(sys.executable).with_name("ruff")
+    result = subprocess.run([str(ruff), "check", str(REPO)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_package_imports_and_has_a_version() -> None:
+    result = subprocess.run(
+        [sys.executable, "-c", "import dlnotes; print(dlnotes.__version__)"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert result.stdout.strip() == "0.1.0"
+
+
+def test_ci_runs_the_test_command_written_in_readme() -> None:
+    readme = (REPO / "README.md").read_text()
+    blocks = [b.split("```", 1)[0].strip() for b in readme.split("```bash\n")[1:]]
+    assert len(blocks) == 2, "README must show exactly two set-up commands"
+    install_and_build, test_command = blocks
+    assert "jupyter-book build" in install_and_build and "requirements.txt" in install_and_build
+    ci_lines = [line.strip() for line in (REPO / ".ci" / "run").read_text().splitlines()]
+    assert test_command in ci_lines

@@ -1,0 +1,59 @@
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+
+from dlnotes import plotting
+
+
+def test_plot_history_draws_train_and_validation_curves() -> None:
+    history = {"loss": [2.0, 1.0, 0.5], "val_loss": [2.1, 1.4, 1.2], "accuracy": [0.1, 0.5, 0.8]}
+    fig = plotting.plot_history(history, ["loss", "accuracy"], title="t")
+    loss_ax, acc_ax = fig.axes
+    assert [line.get_label() for line in loss_ax.get_lines()] == ["train", "validation"]
+    assert [line.get_label() for line in acc_ax.get_lines()] == ["train"]
+    np.testing.assert_allclose(loss_ax.get_lines()[1].get_ydata(), [2.1, 1.4, 1.2])
+    plt.close(fig)
+
+
+def test_plot_history_accepts_a_keras_history_like_object() -> None:
+    class History:
+        def __init__(self) -> None:
+            self.history = {"loss": [1.0, 0.5]}
+
+    fig = plotting.plot_history(History(), ["loss"])
+    assert len(fig.axes) == 1
+    plt.close(fig)
+
+
+def test_plot_history_names_missing_metrics() -> None:
+    with pytest.raises(ValueError, match=r"\['accuracy'\] not in history"):
+        plotting.plot_history({"loss": [1.0]}, ["accuracy"])
+    with pytest.raises(ValueError, match="at least one metric"):
+        plotting.plot_history({"loss": [1.0]}, [])
+
+
+def test_image_grid_shapes_and_titles() -> None:
+    images = [np.zeros((8, 8)), np.ones((8, 8, 1)), np.full((8, 8, 3), 255, np.uint8)]
+    fig = plotting.image_grid(images, ["a", "b", "c"], ncols=2)
+    assert len(fig.axes) == 4  # 2 × 2 grid, the last cell empty
+    assert [ax.get_title() for ax in fig.axes[:3]] == ["a", "b", "c"]
+    plt.close(fig)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"images": []}, "at least one image"),
+        ({"images": [np.zeros((2, 2))], "ncols": 0}, "ncols must be at least 1, got 0"),
+        ({"images": [np.zeros((2, 2))], "titles": ["a", "b"]}, "2 titles for 1 images"),
+    ],
+)
+def test_image_grid_rejects_bad_input(kwargs: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        plotting.image_grid(**kwargs)
