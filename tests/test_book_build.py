@@ -101,7 +101,7 @@ def test_pages_have_no_stderr_outputs(built_book: Path) -> None:
 @pytest.fixture(scope="session")
 def browser():
     if not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()):
-        message = "needs Debian's chromium and chromium-driver (apt-get install chromium chromium-driver)"
+        message = "needs Debian's chromium and chromium-driver (apt-get install both)"
         if os.environ.get("CI"):
             pytest.fail(message + "; .ci/run installs them")
         pytest.skip(message)

@@ -101,7 +101,7 @@ def first_cell_source(repository_url: str, branch: str) -> str:
         "\n"
         'if "google.colab" in sys.modules:\n'
         f'    requirement = "{requirement}"\n'
-        "    subprocess.run([sys.executable, \"-m\", \"pip\", \"install\", \"-q\", requirement], "
+        '    subprocess.run([sys.executable, "-m", "pip", "install", "-q", requirement], '
         "check=True)\n"
         "\n"
         "from dlnotes import runtime\n"

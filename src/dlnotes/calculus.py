@@ -1,0 +1,266 @@
+"""Forward computations and hand-derived gradients of the theory chapters, in NumPy float64.
+
+Conventions: vectors are 1-D arrays. A gradient ``de_dx`` has the shape of ``x``; in the text
+it is the column vector (∂e/∂x)ᵀ. Every function here is checked against
+:func:`numerical_gradient` and ``tf.GradientTape`` in the tests and in the chapters.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+Array = NDArray[np.float64]
+
+
+def _as_float_array(
+    value: ArrayLike, name: str, *, ndim: int | tuple[int, ...] | None = None
+) -> Array:
+    array = np.asarray(value, dtype=np.float64)
+    allowed = (ndim,) if isinstance(ndim, int) else ndim
+    if allowed is not None and array.ndim not in allowed:
+        dims = " or ".join(map(str, allowed))
+        raise ValueError(f"{name} must have {dims} dimension(s), got shape {array.shape}")
+    if array.size == 0:
+        raise ValueError(f"{name} must not be empty, got shape {array.shape}")
+    return array
+
+
+def softmax(z: ArrayLike) -> Array:
+    """Softmax along the last axis, computed stably by subtracting the maximum first.
+
+    ``softmax(z) = exp(z - max z) / sum(exp(z - max z))``, which equals the textbook formula but
+    never overflows: the largest exponent is ``exp(0) = 1``.
+
+    Args:
+        z: Logits of shape ``(..., K)`` with at least one dimension.
+
+    Returns:
+        Probabilities of the same shape, summing to 1 along the last axis.
+
+    Raises:
+        ValueError: If ``z`` is a scalar or empty.
+    """
+    z = _as_float_array(z, "z")
+    if z.ndim == 0:
+        raise ValueError(f"z must have at least one axis (softmax), got a scalar {z!r}")
+    shifted = z - np.max(z, axis=-1, keepdims=True)
+    exponentials = np.exp(shifted)
+    return exponentials / np.sum(exponentials, axis=-1, keepdims=True)
+
+
+def log_softmax(z: ArrayLike) -> Array:
+    """Logarithm of :func:`softmax` via log-sum-exp: ``z - max z - log(sum(exp(z - max z)))``.
+
+    Args:
+        z: Logits of shape ``(..., K)``.
+
+    Returns:
+        Log-probabilities of the same shape; finite for any finite logits.
+
+    Raises:
+        ValueError: If ``z`` is a scalar or empty.
+    """
+    z = _as_float_array(z, "z")
+    if z.ndim == 0:
+        raise ValueError(f"z must have at least one axis (log_softmax), got a scalar {z!r}")
+    shifted = z - np.max(z, axis=-1, keepdims=True)
+    return shifted - np.log(np.sum(np.exp(shifted), axis=-1, keepdims=True))
+
+
+def softmax_jacobian(z: ArrayLike) -> Array:
+    """Jacobian of the softmax of one logit vector: ``J[i, j] = ∂p_i/∂z_j = diag(p) − p pᵀ``.
+
+    Args:
+        z: Logits of shape ``(K,)``.
+
+    Returns:
+        The ``(K, K)`` Jacobian (symmetric, rows summing to zero).
+
+    Raises:
+        ValueError: If ``z`` is not 1-D.
+    """
+    p = softmax(_as_float_array(z, "z", ndim=1))
+    return np.diag(p) - np.outer(p, p)
+
+
+def _check_labels(z: Array, k: ArrayLike) -> NDArray[np.int64]:
+    labels = np.asarray(k)
+    if not np.issubdtype(labels.dtype, np.integer):
+        raise ValueError(f"class index k must be an integer, got {k!r}")
+    if z.ndim == 1 and labels.ndim != 0:
+        raise ValueError(f"for logits of shape {z.shape}, k must be a single index, got {k!r}")
+    if z.ndim == 2 and labels.shape != (z.shape[0],):
+        raise ValueError(
+            f"for logits of shape {z.shape}, k must have shape ({z.shape[0]},), got {labels.shape}"
+        )
+    if np.any(labels < 0) or np.any(labels >= z.shape[-1]):
+        raise ValueError(f"class index k must be in [0, {z.shape[-1]}), got {k!r}")
+    return labels.astype(np.int64)
+
+
+def cross_entropy(z: ArrayLike, k: ArrayLike) -> Array | float:
+    """Cross-entropy of the softmax of ``z`` with the one-hot label ``k``: ``−log softmax(z)[k]``.
+
+    Computed as ``logsumexp(z) − z[k]``, so it stays finite and accurate for logits in the
+    hundreds or thousands, where the naive ``−log(softmax(z)[k])`` gives ``inf`` or ``nan``.
+
+    Args:
+        z: Logits of shape ``(K,)`` or a batch ``(N, K)``.
+        k: The correct class: an int for ``(K,)``, an int array of shape ``(N,)`` for a batch.
+
+    Returns:
+        A float for one example, an array of shape ``(N,)`` for a batch.
+
+    Raises:
+        ValueError: For logits that are not 1-D or 2-D, or labels of the wrong shape or range.
+    """
+    z = _as_float_array(z, "z", ndim=(1, 2))
+    labels = _check_labels(z, k)
+    log_p = log_softmax(z)
+    if z.ndim == 1:
+        return float(-log_p[labels])
+    return -log_p[np.arange(z.shape[0]), labels]
+
+
+def cross_entropy_grad(z: ArrayLike, k: ArrayLike) -> Array:
+    """Gradient of :func:`cross_entropy` with respect to the logits: ``softmax(z) − onehot(k)``.
+
+    Args:
+        z: Logits of shape ``(K,)`` or ``(N, K)``.
+        k: The correct class (see :func:`cross_entropy`).
+
+    Returns:
+        An array with the shape of ``z`` (per example for a batch, not averaged).
+
+    Raises:
+        ValueError: For logits that are not 1-D or 2-D, or labels of the wrong shape or range.
+    """
+    z = _as_float_array(z, "z", ndim=(1, 2))
+    labels = _check_labels(z, k)
+    gradient = softmax(z)
+    if z.ndim == 1:
+        gradient[labels] -= 1.0
+    else:
+        gradient[np.arange(z.shape[0]), labels] -= 1.0
+    return gradient
+
+
+def _check_residual_shapes(x: Array, H: Array, v: Array) -> None:
+    (K,) = x.shape
+    if H.shape != (K, K) or v.shape != (K,):
+        raise ValueError(
+            "residual block needs x (K,), H (K, K), v (K,); "
+            f"got x {x.shape}, H {H.shape}, v {v.shape}"
+        )
+
+
+def residual_block(x: ArrayLike, H: ArrayLike, v: ArrayLike) -> Array:
+    """Forward pass of the residual block ``y = x + ReLU(H x + v)``.
+
+    Args:
+        x: Input, shape ``(K,)``.
+        H: Weights, shape ``(K, K)``.
+        v: Bias, shape ``(K,)``.
+
+    Returns:
+        ``y``, shape ``(K,)``.
+
+    Raises:
+        ValueError: If the shapes do not fit together.
+    """
+    x = _as_float_array(x, "x", ndim=1)
+    H = _as_float_array(H, "H", ndim=2)
+    v = _as_float_array(v, "v", ndim=1)
+    _check_residual_shapes(x, H, v)
+    return x + np.maximum(H @ x + v, 0.0)
+
+
+def residual_block_grads(
+    x: ArrayLike, H: ArrayLike, v: ArrayLike, de_dy: ArrayLike
+) -> tuple[Array, Array, Array]:
+    """Backward pass of ``y = x + ReLU(H x + v)`` given the upstream gradient ``∂e/∂y``.
+
+    With ``u = H x + v`` and ``D = diag(1[u > 0])`` (the ReLU Jacobian; we take 0 at ``u = 0``)
+    and ``δ = D ∂e/∂yᵀ``:
+
+    * ``∂e/∂xᵀ = (I + D H)ᵀ ∂e/∂yᵀ = ∂e/∂yᵀ + Hᵀ δ`` — the identity term is the skip path;
+    * ``∂e/∂v = δ``;
+    * ``∂e/∂H = δ xᵀ`` — an outer product with the *input* ``x``.
+
+    The forward pass must therefore keep ``x`` and the mask ``1[u > 0]`` for the backward pass.
+
+    Args:
+        x: Input, shape ``(K,)``.
+        H: Weights, shape ``(K, K)``.
+        v: Bias, shape ``(K,)``.
+        de_dy: Upstream gradient, shape ``(K,)``.
+
+    Returns:
+        ``(de_dx, de_dH, de_dv)`` with the shapes of ``x``, ``H`` and ``v``.
+
+    Raises:
+        ValueError: If the shapes do not fit together.
+    """
+    x = _as_float_array(x, "x", ndim=1)
+    H = _as_float_array(H, "H", ndim=2)
+    v = _as_float_array(v, "v", ndim=1)
+    de_dy = _as_float_array(de_dy, "de_dy", ndim=1)
+    _check_residual_shapes(x, H, v)
+    if de_dy.shape != x.shape:
+        raise ValueError(f"de_dy must have the shape of y {x.shape}, got {de_dy.shape}")
+    mask = (H @ x + v > 0).astype(np.float64)
+    delta = mask * de_dy
+    return de_dy + H.T @ delta, np.outer(delta, x), delta
+
+
+def numerical_gradient(f: Callable[[Array], float], x: ArrayLike, eps: float = 1e-6) -> Array:
+    """Gradient of a scalar function by central differences, for an input of any shape.
+
+    ``∂f/∂x_i ≈ (f(x + ε e_i) − f(x − ε e_i)) / 2ε``, with error O(ε²) from truncation plus
+    about (machine epsilon · |f|) / ε from round-off. In float64, ε ≈ 1e-6 balances the two.
+
+    Args:
+        f: Function of an array with the shape of ``x``, returning a scalar.
+        x: Point at which to differentiate; it is not modified.
+        eps: Step size, positive.
+
+    Returns:
+        Array with the shape of ``x``.
+
+    Raises:
+        ValueError: If ``eps`` is not positive or ``f`` does not return a scalar.
+    """
+    if not eps > 0:
+        raise ValueError(f"eps must be positive, got {eps!r}")
+    point = np.array(x, dtype=np.float64, copy=True)
+    gradient = np.zeros_like(point)
+    flat_point, flat_gradient = point.reshape(-1), gradient.reshape(-1)
+    for i in range(flat_point.size):
+        original = flat_point[i]
+        flat_point[i] = original + eps
+        plus = np.asarray(f(point))
+        flat_point[i] = original - eps
+        minus = np.asarray(f(point))
+        flat_point[i] = original
+        if plus.shape != () or minus.shape != ():
+            raise ValueError(f"f must return a scalar, got an array of shape {plus.shape}")
+        flat_gradient[i] = (float(plus) - float(minus)) / (2 * eps)
+    return gradient
+
+
+def relative_error(a: ArrayLike, b: ArrayLike) -> float:
+    """Largest element-wise relative error ``|a − b| / max(|a| + |b|, tiny)``.
+
+    Args:
+        a: First array.
+        b: Second array, broadcastable to ``a``.
+
+    Returns:
+        A float; below about 1e-7 means the two gradients agree in float64.
+    """
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    denominator = np.maximum(np.abs(a) + np.abs(b), np.finfo(np.float64).tiny)
+    return float(np.max(np.abs(a - b) / denominator))

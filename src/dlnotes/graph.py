@@ -1,0 +1,219 @@
+"""A minimal computational-graph API: nodes with ``forward`` and ``backward`` (NumPy).
+
+Every node caches what its backward pass needs during ``forward`` and, given the gradient of the
+final scalar with respect to its output (the *upstream* gradient), returns the gradients with
+respect to each of its inputs. The local rules are the "gates" of backpropagation:
+
+* add **distributes** the upstream gradient to both inputs unchanged;
+* max **routes** it to the larger input only;
+* multiply **swaps** the inputs: ``∂(ab)/∂a = b``;
+* matmul ``Y = X W`` gives ``∂/∂X = G Wᵀ`` and ``∂/∂W = Xᵀ G``;
+* element-wise functions multiply by their derivative (their Jacobian is diagonal).
+
+Broadcasting in the forward pass becomes summation in the backward pass (:func:`unbroadcast`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from dlnotes import calculus
+
+Array = NDArray[np.float64]
+
+
+def unbroadcast(gradient: ArrayLike, shape: tuple[int, ...]) -> Array:
+    """Sum a gradient over the axes that broadcasting added or stretched, to match ``shape``.
+
+    Args:
+        gradient: Gradient with the broadcast shape.
+        shape: Shape of the original input.
+
+    Returns:
+        The gradient reduced to ``shape``.
+
+    Raises:
+        ValueError: If ``shape`` does not broadcast to the gradient's shape.
+    """
+    gradient = np.asarray(gradient, dtype=np.float64)
+    try:
+        broadcast = np.broadcast_shapes(shape, gradient.shape)
+    except ValueError:
+        broadcast = None
+    if broadcast != gradient.shape:
+        raise ValueError(f"shape {shape} does not broadcast to {gradient.shape}")
+    while gradient.ndim > len(shape):
+        gradient = gradient.sum(axis=0)
+    for axis, size in enumerate(shape):
+        if size == 1 and gradient.shape[axis] != 1:
+            gradient = gradient.sum(axis=axis, keepdims=True)
+    return gradient
+
+
+class Node:
+    """Base class of graph nodes: call :meth:`forward`, then :meth:`backward` once."""
+
+    name = "node"
+
+    def __init__(self) -> None:
+        self._cache: tuple[Any, ...] | None = None
+
+    def _cached(self) -> tuple[Any, ...]:
+        if self._cache is None:
+            raise RuntimeError(f"{self.name}.backward called before forward")
+        return self._cache
+
+    def forward(self, *inputs: ArrayLike) -> Array:  # pragma: no cover - interface
+        """Compute the output and cache what the backward pass needs."""
+        raise NotImplementedError
+
+    def backward(self, upstream: ArrayLike) -> tuple[Array, ...]:  # pragma: no cover
+        """Return the gradient with respect to each input, given ``∂e/∂output``."""
+        raise NotImplementedError
+
+
+class Add(Node):
+    """``a + b`` with broadcasting; distributes the gradient."""
+
+    name = "add"
+
+    def forward(self, a: ArrayLike, b: ArrayLike) -> Array:
+        a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+        self._cache = (a.shape, b.shape)
+        return a + b
+
+    def backward(self, upstream: ArrayLike) -> tuple[Array, Array]:
+        a_shape, b_shape = self._cached()
+        return unbroadcast(upstream, a_shape), unbroadcast(upstream, b_shape)
+
+
+class Multiply(Node):
+    """Element-wise ``a * b``; swaps the inputs in the backward pass."""
+
+    name = "multiply"
+
+    def forward(self, a: ArrayLike, b: ArrayLike) -> Array:
+        a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+        self._cache = (a, b)
+        return a * b
+
+    def backward(self, upstream: ArrayLike) -> tuple[Array, Array]:
+        a, b = self._cached()
+        upstream = np.asarray(upstream, dtype=np.float64)
+        return unbroadcast(upstream * b, a.shape), unbroadcast(upstream * a, b.shape)
+
+
+class Max(Node):
+    """Element-wise ``max(a, b)``; routes the gradient to the larger input (to ``a`` on ties)."""
+
+    name = "max"
+
+    def forward(self, a: ArrayLike, b: ArrayLike) -> Array:
+        a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+        self._cache = (a, b)
+        return np.maximum(a, b)
+
+    def backward(self, upstream: ArrayLike) -> tuple[Array, Array]:
+        a, b = self._cached()
+        upstream = np.asarray(upstream, dtype=np.float64)
+        a_wins = a >= b
+        return unbroadcast(upstream * a_wins, a.shape), unbroadcast(upstream * ~a_wins, b.shape)
+
+
+class Sigmoid(Node):
+    """``σ(x) = 1 / (1 + e^{−x})``; local gradient ``σ(x)(1 − σ(x))`` reuses the output."""
+
+    name = "sigmoid"
+
+    def forward(self, x: ArrayLike) -> Array:
+        x = np.asarray(x, dtype=np.float64)
+        out = np.exp(-np.logaddexp(0.0, -x))  # 1 / (1 + e^{-x}) without overflow
+        self._cache = (out,)
+        return out
+
+    def backward(self, upstream: ArrayLike) -> tuple[Array]:
+        (out,) = self._cached()
+        return (np.asarray(upstream, dtype=np.float64) * out * (1.0 - out),)
+
+
+class MatMul(Node):
+    """``X @ W`` for ``X`` of shape ``(N, D)`` and ``W`` of shape ``(D, M)``."""
+
+    name = "matmul"
+
+    def forward(self, X: ArrayLike, W: ArrayLike) -> Array:
+        X, W = np.asarray(X, dtype=np.float64), np.asarray(W, dtype=np.float64)
+        if X.ndim != 2 or W.ndim != 2 or X.shape[1] != W.shape[0]:
+            raise ValueError(f"matmul needs (N, D) @ (D, M), got {X.shape} @ {W.shape}")
+        self._cache = (X, W)
+        return X @ W
+
+    def backward(self, upstream: ArrayLike) -> tuple[Array, Array]:
+        X, W = self._cached()
+        upstream = np.asarray(upstream, dtype=np.float64)
+        return upstream @ W.T, X.T @ upstream
+
+
+class SoftmaxCrossEntropy(Node):
+    """Mean softmax cross-entropy of logits ``(N, C)`` with integer labels; a scalar output."""
+
+    name = "softmax_cross_entropy"
+
+    def forward(self, logits: ArrayLike, labels: ArrayLike) -> Array:
+        logits = np.asarray(logits, dtype=np.float64)
+        labels = np.asarray(labels)
+        self._cache = (logits, labels)
+        return np.asarray(np.mean(calculus.cross_entropy(logits, labels)))
+
+    def backward(self, upstream: ArrayLike = 1.0) -> tuple[Array]:
+        logits, labels = self._cached()
+        scale = float(np.asarray(upstream)) / logits.shape[0]
+        return (calculus.cross_entropy_grad(logits, labels) * scale,)
+
+
+class TwoLayerNetwork:
+    """``logits = σ(X W1 + b1) W2 + b2`` with a mean softmax cross-entropy, built from nodes.
+
+    Args:
+        W1: First-layer weights ``(D, H)``.
+        b1: First-layer biases ``(H,)``.
+        W2: Second-layer weights ``(H, C)``.
+        b2: Second-layer biases ``(C,)``.
+    """
+
+    def __init__(self, W1: ArrayLike, b1: ArrayLike, W2: ArrayLike, b2: ArrayLike) -> None:
+        self.params = {
+            name: np.asarray(value, dtype=np.float64)
+            for name, value in (("W1", W1), ("b1", b1), ("W2", W2), ("b2", b2))
+        }
+        self.nodes = {
+            "hidden_matmul": MatMul(),
+            "hidden_bias": Add(),
+            "sigmoid": Sigmoid(),
+            "output_matmul": MatMul(),
+            "output_bias": Add(),
+            "loss": SoftmaxCrossEntropy(),
+        }
+
+    def loss(self, X: ArrayLike, y: ArrayLike) -> float:
+        """Forward pass: the mean cross-entropy on a batch."""
+        p, n = self.params, self.nodes
+        hidden = n["sigmoid"].forward(
+            n["hidden_bias"].forward(n["hidden_matmul"].forward(X, p["W1"]), p["b1"])
+        )
+        logits = n["output_bias"].forward(n["output_matmul"].forward(hidden, p["W2"]), p["b2"])
+        return float(n["loss"].forward(logits, y))
+
+    def gradients(self) -> dict[str, Array]:
+        """Backward pass through the nodes in reverse order; call after :meth:`loss`."""
+        n = self.nodes
+        (dlogits,) = n["loss"].backward(1.0)
+        dout, db2 = n["output_bias"].backward(dlogits)
+        dhidden, dW2 = n["output_matmul"].backward(dout)
+        (dpre,) = n["sigmoid"].backward(dhidden)
+        dmatmul, db1 = n["hidden_bias"].backward(dpre)
+        _, dW1 = n["hidden_matmul"].backward(dmatmul)
+        return {"W1": dW1, "b1": db1, "W2": dW2, "b2": db2}

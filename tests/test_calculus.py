@@ -1,0 +1,158 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from dlnotes import calculus
+
+RNG = np.random.default_rng(0)
+
+
+def test_softmax_sums_to_one_on_the_last_axis() -> None:
+    z = RNG.normal(size=(4, 5))
+    p = calculus.softmax(z)
+    np.testing.assert_allclose(p.sum(axis=-1), 1.0)
+    np.testing.assert_allclose(p, np.exp(z) / np.exp(z).sum(axis=-1, keepdims=True))
+
+
+def test_softmax_is_stable_for_huge_logits() -> None:
+    p = calculus.softmax([1000.0, 1000.0, -1000.0])
+    np.testing.assert_allclose(p, [0.5, 0.5, 0.0])
+    assert np.all(np.isfinite(calculus.log_softmax([1000.0, -1000.0])))
+
+
+@pytest.mark.parametrize("bad", [3.0, []])
+def test_softmax_rejects_scalars_and_empty(bad) -> None:
+    with pytest.raises(ValueError, match="z"):
+        calculus.softmax(bad)
+    with pytest.raises(ValueError, match="z"):
+        calculus.log_softmax(bad)
+
+
+def test_softmax_jacobian_matches_numerical_and_closed_form() -> None:
+    z = RNG.normal(size=5)
+    jacobian = calculus.softmax_jacobian(z)
+    numerical = np.stack(
+        [calculus.numerical_gradient(lambda t, i=i: calculus.softmax(t)[i], z) for i in range(5)]
+    )
+    assert calculus.relative_error(jacobian, numerical) < 1e-7
+    np.testing.assert_allclose(jacobian, jacobian.T)
+    np.testing.assert_allclose(jacobian.sum(axis=1), 0.0, atol=1e-15)
+
+
+def test_softmax_jacobian_needs_a_vector() -> None:
+    with pytest.raises(ValueError, match=r"got shape \(2, 2\)"):
+        calculus.softmax_jacobian(np.zeros((2, 2)))
+
+
+def test_cross_entropy_value_and_gradient() -> None:
+    z = RNG.normal(size=6)
+    assert calculus.cross_entropy(z, 2) == pytest.approx(-np.log(calculus.softmax(z)[2]))
+    numerical = calculus.numerical_gradient(lambda t: calculus.cross_entropy(t, 2), z)
+    assert calculus.relative_error(calculus.cross_entropy_grad(z, 2), numerical) < 1e-7
+
+
+@pytest.mark.parametrize("scale", [100.0, 500.0, 5000.0])
+def test_cross_entropy_is_finite_for_extreme_logits(scale: float) -> None:
+    z = np.array([scale, -scale, 0.0])
+    assert calculus.cross_entropy(z, 0) == pytest.approx(0.0, abs=1e-12)
+    assert calculus.cross_entropy(z, 1) == pytest.approx(2 * scale)
+    gradient = calculus.cross_entropy_grad(z, 1)
+    np.testing.assert_allclose(gradient, [1.0, -1.0, 0.0], atol=1e-12)
+
+
+def test_cross_entropy_batches() -> None:
+    z = RNG.normal(size=(3, 4))
+    labels = np.array([0, 3, 1])
+    losses = calculus.cross_entropy(z, labels)
+    assert losses.shape == (3,)
+    for i in range(3):
+        assert losses[i] == pytest.approx(calculus.cross_entropy(z[i], labels[i]))
+    np.testing.assert_allclose(
+        calculus.cross_entropy_grad(z, labels)[1], calculus.cross_entropy_grad(z[1], 3)
+    )
+
+
+@pytest.mark.parametrize(
+    ("z", "k", "message"),
+    [
+        (np.zeros(3), 3, r"in \[0, 3\)"),
+        (np.zeros(3), -1, r"in \[0, 3\)"),
+        (np.zeros(3), 1.5, "integer"),
+        (np.zeros(3), np.array([0, 1]), "single index"),
+        (np.zeros((2, 3)), np.array([0]), r"shape \(2,\)"),
+        (np.zeros((2, 2, 2)), 0, "1 or 2 dimension"),
+    ],
+)
+def test_cross_entropy_rejects_bad_labels(z, k, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        calculus.cross_entropy(z, k)
+    with pytest.raises(ValueError, match=message):
+        calculus.cross_entropy_grad(z, k)
+
+
+def test_residual_block_forward() -> None:
+    x, H, v = np.array([1.0, -2.0]), np.array([[1.0, 0.0], [0.0, 1.0]]), np.array([0.5, 0.5])
+    np.testing.assert_allclose(calculus.residual_block(x, H, v), [2.5, -2.0])
+
+
+def test_residual_block_grads_match_numerical_gradients() -> None:
+    K = 4
+    x, H, v, w = RNG.normal(size=K), RNG.normal(size=(K, K)), RNG.normal(size=K), RNG.normal(size=K)
+    de_dx, de_dH, de_dv = calculus.residual_block_grads(x, H, v, w)
+    assert (de_dx.shape, de_dH.shape, de_dv.shape) == (x.shape, H.shape, v.shape)
+
+    def error(x_, H_, v_):
+        return float(w @ calculus.residual_block(x_, H_, v_))
+
+    checks = [
+        (de_dx, calculus.numerical_gradient(lambda t: error(t, H, v), x)),
+        (de_dH, calculus.numerical_gradient(lambda t: error(x, t, v), H)),
+        (de_dv, calculus.numerical_gradient(lambda t: error(x, H, t), v)),
+    ]
+    for analytic, numerical in checks:
+        assert calculus.relative_error(analytic, numerical) < 1e-6
+
+
+def test_residual_gradient_keeps_the_identity_path() -> None:
+    # With every ReLU off (D = 0), the gradient still flows through the skip connection.
+    x, H, v = np.ones(3), np.eye(3), -10 * np.ones(3)
+    w = np.array([1.0, 2.0, 3.0])
+    de_dx, de_dH, de_dv = calculus.residual_block_grads(x, H, v, w)
+    np.testing.assert_allclose(de_dx, w)
+    np.testing.assert_allclose(de_dH, 0.0)
+    np.testing.assert_allclose(de_dv, 0.0)
+
+
+@pytest.mark.parametrize(
+    "shapes",
+    [((3,), (3, 2), (3,), (3,)), ((3,), (3, 3), (2,), (3,)), ((3,), (3, 3), (3,), (2,))],
+)
+def test_residual_block_rejects_mismatched_shapes(shapes) -> None:
+    x, H, v, w = (np.zeros(s) for s in shapes)
+    with pytest.raises(ValueError, match=r"residual block needs|must have the shape of y"):
+        calculus.residual_block_grads(x, H, v, w)
+    if w.shape == x.shape:
+        with pytest.raises(ValueError, match="residual block needs"):
+            calculus.residual_block(x, H, v)
+
+
+def test_numerical_gradient_any_shape_and_input_unchanged() -> None:
+    x = RNG.normal(size=(2, 3, 2))
+    before = x.copy()
+    gradient = calculus.numerical_gradient(lambda t: float(np.sum(t**3)), x)
+    np.testing.assert_allclose(gradient, 3 * x**2, rtol=1e-8)
+    np.testing.assert_array_equal(x, before)
+
+
+def test_numerical_gradient_rejects_bad_eps_and_vector_functions() -> None:
+    with pytest.raises(ValueError, match="eps must be positive, got 0"):
+        calculus.numerical_gradient(lambda t: float(t.sum()), np.ones(2), eps=0)
+    with pytest.raises(ValueError, match="scalar"):
+        calculus.numerical_gradient(lambda t: t, np.ones(2))
+
+
+def test_relative_error() -> None:
+    assert calculus.relative_error([1.0, 2.0], [1.0, 2.0]) == 0.0
+    assert calculus.relative_error([1.0], [3.0]) == pytest.approx(0.5)
+    assert calculus.relative_error([0.0], [0.0]) == 0.0

@@ -1,0 +1,65 @@
+from __future__ import annotations
+
+import pytest
+import sympy as sp
+
+from dlnotes import symbolic
+
+
+@pytest.mark.parametrize("size", [1, 2, 4])
+def test_softmax_jacobian_closed_form(size: int) -> None:
+    derivation = symbolic.softmax_jacobian_difference(size)
+    assert derivation.holds
+    assert derivation.difference == sp.zeros(size, size)
+
+
+@pytest.mark.parametrize(("size", "label"), [(2, 0), (3, 2), (4, 1)])
+def test_cross_entropy_gradient_both_routes(size: int, label: int) -> None:
+    assert symbolic.cross_entropy_gradient_difference(size, label).holds
+    assert symbolic.cross_entropy_chain_rule_difference(size, label).holds
+
+
+@pytest.mark.parametrize("size", [1, 2, 3])
+def test_residual_block_gradients(size: int) -> None:
+    result = symbolic.residual_block_differences(size)
+    assert result.de_dx.holds and result.de_dH.holds and result.de_dv.holds
+
+
+def test_wrong_residual_formulas_do_not_hold() -> None:
+    result = symbolic.residual_block_differences(2)
+    closed = result.de_dx.closed_form
+    # The source notes' mistakes: the identity path dropped, ∂e/∂H written with H instead of x.
+    w = sp.Matrix(sp.symbols("w_1:3", real=True))
+    assert not symbolic.compare(result.de_dx.derived, closed - w).holds
+    H = sp.Matrix(2, 2, lambda i, j: sp.Symbol(f"H_{i + 1}{j + 1}", real=True))
+    D_w = result.de_dv.closed_form
+    assert not symbolic.compare(result.de_dH.derived, sp.diag(*D_w) * H).holds
+
+
+@pytest.mark.parametrize("size", [1, 2, 3])
+def test_newton_and_optimal_step(size: int) -> None:
+    assert symbolic.newton_step_difference(size).holds
+    assert symbolic.optimal_step_size_difference(size).holds
+
+
+def test_wrong_newton_order_fails_for_matrices() -> None:
+    derivation = symbolic.newton_step_difference(2)
+    g = sp.Matrix(sp.symbols("g_1:3", real=True))
+    A = symbolic.symmetric_matrix("A", 2)
+    # −gᵀA⁻¹ is a row vector: as written in the notes it is not even the right shape.
+    with pytest.raises(ValueError, match="shapes differ"):
+        symbolic.compare(derivation.derived, -g.T * A.inv())
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda: symbolic.softmax_jacobian_difference(0),
+        lambda: symbolic.cross_entropy_gradient_difference(3, 3),
+        lambda: symbolic.cross_entropy_chain_rule_difference(3, -1),
+        lambda: symbolic.symmetric_matrix("A", 0),
+    ],
+)
+def test_bad_sizes_are_rejected(call) -> None:
+    with pytest.raises(ValueError, match="got"):
+        call()
