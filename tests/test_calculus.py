@@ -156,3 +156,13 @@ def test_relative_error() -> None:
     assert calculus.relative_error([1.0, 2.0], [1.0, 2.0]) == 0.0
     assert calculus.relative_error([1.0], [3.0]) == pytest.approx(0.5)
     assert calculus.relative_error([0.0], [0.0]) == 0.0
+
+
+def test_check_gradient_prints_and_fails_loudly(capsys: pytest.CaptureFixture[str]) -> None:
+    error = calculus.check_gradient("same", [1.0, 2.0], [1.0, 2.0 + 1e-12])
+    assert error < 1e-12
+    assert "same" in capsys.readouterr().out
+    with pytest.raises(AssertionError, match="exceeds"):
+        calculus.check_gradient("different", [1.0], [1.1])
+    with pytest.raises(ValueError, match="shapes differ"):
+        calculus.check_gradient("shapes", [1.0], [1.0, 2.0])

@@ -88,7 +88,8 @@ def test_full_dataset_is_recognised_by_its_200_classes(tmp_path: Path) -> None:
 
 
 def test_setup_reports_profile_backend_and_device(capsys: pytest.CaptureFixture[str]) -> None:
-    line = runtime.setup()
+    runtime.setup()
+    line = runtime.describe()
     assert capsys.readouterr().out.strip() == line
     assert "profile smoke" in line
     assert "on tensorflow" in line

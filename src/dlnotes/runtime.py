@@ -130,18 +130,14 @@ def device_description() -> str:
     return f"no GPU visible, CPU: {os.cpu_count()} cores ({platform.machine()})"
 
 
-def setup(*, verbose: bool = True) -> str:
-    """Prepare a chapter's runtime and report it.
+def describe() -> str:
+    """Prepare the runtime and describe it in one line.
 
-    Silences framework logs, imports the Keras backend quietly, resolves the run profile and
-    returns (and by default prints) one line such as ``dlnotes 0.1.0 · profile smoke (auto: no
-    GPU is visible) · keras 3.15.1 on tensorflow · no GPU visible, CPU: 2 cores (x86_64)``.
-
-    Args:
-        verbose: Print the line as well as returning it.
+    Silences framework logs, imports the Keras backend quietly and resolves the run profile.
 
     Returns:
-        The description line.
+        A line such as ``dlnotes 0.1.0 · profile smoke (auto: no GPU is visible) · keras 3.15.1
+        on tensorflow · no GPU visible, CPU: 2 cores (x86_64)``.
     """
     import dlnotes
     from dlnotes import profiles
@@ -152,10 +148,12 @@ def setup(*, verbose: bool = True) -> str:
             import_quietly(backend)
     keras = import_quietly("keras")
     profile = profiles.get_profile()
-    line = (
+    return (
         f"dlnotes {dlnotes.__version__} · profile {profile.name} ({profile.reason}) · "
         f"keras {keras.__version__} on {backend} · {device_description()}"
     )
-    if verbose:
-        print(line)
-    return line
+
+
+def setup() -> None:
+    """Prepare a chapter's runtime and print :func:`describe`'s line (the first cell of every chapter)."""
+    print(describe())
