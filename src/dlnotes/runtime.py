@@ -155,5 +155,5 @@ def describe() -> str:
 
 
 def setup() -> None:
-    """Prepare a chapter's runtime and print :func:`describe`'s line (the first cell of every chapter)."""
+    """Prepare a chapter's runtime and print :func:`describe`'s line (each chapter's first cell)."""
     print(describe())
