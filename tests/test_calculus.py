@@ -166,3 +166,46 @@ def test_check_gradient_prints_and_fails_loudly(capsys: pytest.CaptureFixture[st
         calculus.check_gradient("different", [1.0], [1.1])
     with pytest.raises(ValueError, match="shapes differ"):
         calculus.check_gradient("shapes", [1.0], [1.0, 2.0])
+
+
+def test_stack_gradient_norms_match_autodiff_of_the_stack() -> None:
+    depth, size = 4, 3
+    weights = RNG.normal(size=(depth, size, size))
+    biases = RNG.normal(size=(depth, size))
+    x = RNG.normal(size=size)
+    g = RNG.normal(size=size)
+
+    def run(x0, residual):
+        h = x0
+        for H, v in zip(weights, biases, strict=True):
+            a = np.maximum(H @ h + v, 0)
+            h = h + a if residual else a
+        return float(g @ h)
+
+    for residual in (True, False):
+        norms = calculus.stack_gradient_norms(x, weights, biases, residual=residual, de_dy=g)
+        assert norms.shape == (depth + 1,)
+        assert norms[-1] == pytest.approx(np.linalg.norm(g))
+        numerical = calculus.numerical_gradient(lambda t, r=residual: run(t, r), x)
+        assert norms[0] == pytest.approx(np.linalg.norm(numerical), rel=1e-6)
+
+
+def test_skip_connections_keep_gradients_alive_in_deep_stacks() -> None:
+    depth, size = 40, 16
+    rng = np.random.default_rng(3)
+    weights = rng.normal(scale=np.sqrt(1 / size), size=(depth, size, size))
+    biases = np.zeros((depth, size))
+    x = rng.normal(size=size)
+    plain = calculus.stack_gradient_norms(x, weights, biases, residual=False)
+    residual = calculus.stack_gradient_norms(x, weights, biases, residual=True)
+    assert plain[0] < 1e-3 * plain[-1]
+    assert residual[0] >= residual[-1]
+
+
+def test_stack_gradient_norms_rejects_bad_shapes() -> None:
+    with pytest.raises(ValueError, match="need weights"):
+        calculus.stack_gradient_norms(np.zeros(3), np.zeros((2, 3, 2)), np.zeros((2, 3)))
+    with pytest.raises(ValueError, match=r"de_dy must have shape \(3,\)"):
+        calculus.stack_gradient_norms(
+            np.zeros(3), np.zeros((2, 3, 3)), np.zeros((2, 3)), de_dy=np.zeros(2)
+        )

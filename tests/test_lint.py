@@ -13,6 +13,14 @@ def test_ruff_is_clean() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+def test_code_and_notebooks_are_formatted() -> None:
+    ruff = Path(sys.executable).with_name("ruff")
+    result = subprocess.run(
+        [str(ruff), "format", "--check", str(REPO)], capture_output=True, text=True, cwd=REPO
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
 def test_package_imports_and_has_a_version() -> None:
     result = subprocess.run(
         [sys.executable, "-c", "import dlnotes; print(dlnotes.__version__)"],

@@ -302,3 +302,57 @@ def check_gradient(
     if error > tolerance:
         raise AssertionError(f"{label}: relative error {error:.3e} exceeds {tolerance:.0e}")
     return error
+
+
+def stack_gradient_norms(
+    x: ArrayLike,
+    weights: ArrayLike,
+    biases: ArrayLike,
+    *,
+    residual: bool = True,
+    de_dy: ArrayLike | None = None,
+) -> Array:
+    """Backpropagate through a stack of blocks and return ``‖∂e/∂x_l‖`` at every depth.
+
+    Each block computes ``x_{l+1} = x_l + ReLU(H_l x_l + v_l)`` (``residual=True``) or
+    ``x_{l+1} = ReLU(H_l x_l + v_l)`` (a plain network). The error is ``e = gᵀ x_L`` for the
+    given upstream gradient ``g`` (default: all ones).
+
+    Args:
+        x: Input, shape ``(K,)``.
+        weights: ``(L, K, K)`` stack of matrices ``H_l``.
+        biases: ``(L, K)`` stack of biases ``v_l``.
+        residual: Use the skip connection.
+        de_dy: Gradient at the output, shape ``(K,)``.
+
+    Returns:
+        Array of ``L + 1`` norms: index 0 is the input of the stack, index L its output.
+
+    Raises:
+        ValueError: If the shapes do not fit together.
+    """
+    x = _as_float_array(x, "x", ndim=1)
+    weights = _as_float_array(weights, "weights", ndim=3)
+    biases = _as_float_array(biases, "biases", ndim=2)
+    depth, size = weights.shape[0], x.shape[0]
+    if weights.shape != (depth, size, size) or biases.shape != (depth, size):
+        raise ValueError(
+            f"need weights (L, {size}, {size}) and biases (L, {size}); "
+            f"got {weights.shape} and {biases.shape}"
+        )
+    inputs = [x]
+    for H, v in zip(weights, biases, strict=True):
+        activation = np.maximum(H @ inputs[-1] + v, 0.0)
+        inputs.append(inputs[-1] + activation if residual else activation)
+    gradient = np.ones(size) if de_dy is None else _as_float_array(de_dy, "de_dy", ndim=1)
+    if gradient.shape != (size,):
+        raise ValueError(f"de_dy must have shape ({size},), got {gradient.shape}")
+    norms = [float(np.linalg.norm(gradient))]
+    for layer in range(depth - 1, -1, -1):
+        H, v, block_input = weights[layer], biases[layer], inputs[layer]
+        if residual:
+            gradient = residual_block_grads(block_input, H, v, gradient)[0]
+        else:
+            gradient = H.T @ ((H @ block_input + v > 0) * gradient)
+        norms.append(float(np.linalg.norm(gradient)))
+    return np.array(norms[::-1])
