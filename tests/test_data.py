@@ -1,0 +1,206 @@
+"""Reading Tiny ImageNet splits where the files are, with clear errors for broken layouts."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from dlnotes import data, synthetic
+
+
+def test_train_split_reads_every_class_in_wnids_order(tiny_imagenet: Path) -> None:
+    paths, labels, class_ids = data.read_split(tiny_imagenet, "train")
+    assert class_ids == data.read_class_ids(tiny_imagenet)
+    assert len(paths) == len(labels)
+    assert set(labels.tolist()) == set(range(len(class_ids)))
+    for path, label in zip(paths, labels, strict=True):
+        assert Path(path).parent.parent.name == class_ids[label]
+        assert Path(path).suffix == ".JPEG"
+
+
+def test_val_labels_come_from_the_annotations(tiny_imagenet: Path) -> None:
+    paths, labels, class_ids = data.read_split(tiny_imagenet, "val")
+    annotations = {}
+    for line in (tiny_imagenet / "val" / "val_annotations.txt").read_text().splitlines():
+        name, wnid = line.split("\t")[:2]
+        annotations[name] = wnid
+    assert len(paths) == len(annotations)
+    for path, label in zip(paths, labels, strict=True):
+        assert class_ids[label] == annotations[Path(path).name]
+
+
+def test_test_split_is_unlabelled(tiny_imagenet: Path) -> None:
+    paths, labels, _ = data.read_split(tiny_imagenet, "test")
+    assert labels is None and paths
+
+
+def test_mini_archive_counts(tiny_imagenet: Path) -> None:
+    class_ids = data.read_class_ids(tiny_imagenet)
+    train_paths, _, _ = data.read_split(tiny_imagenet, "train")
+    if len(class_ids) == 10:  # the real mini archive (see shared/data/README.md)
+        assert len(train_paths) == 1000
+        assert len(data.read_split(tiny_imagenet, "val").paths) == 500
+        assert len(data.read_split(tiny_imagenet, "test").paths) == 100
+        assert data.read_class_names(tiny_imagenet)[class_ids.index("n01443537")] == "goldfish"
+
+
+def test_stray_files_and_box_files_are_ignored(tiny_imagenet_copy: Path) -> None:
+    before = data.read_split(tiny_imagenet_copy, "train").paths
+    first_class = data.read_class_ids(tiny_imagenet_copy)[0]
+    images = tiny_imagenet_copy / "train" / first_class / "images"
+    (images / ".DS_Store").write_bytes(b"\0\0\0\1Bud1")
+    (images / "Thumbs.db").write_bytes(b"x")
+    (images / "notes.txt").write_text("x")
+    after = data.read_split(tiny_imagenet_copy, "train").paths
+    assert after == before
+    assert not any(p.endswith("_boxes.txt") for p in after)
+
+
+def test_class_names_fall_back_to_ids(tiny_imagenet_copy: Path) -> None:
+    (tiny_imagenet_copy / "words.txt").write_text("n00001740\tentity\n")
+    class_ids = data.read_class_ids(tiny_imagenet_copy)
+    assert data.read_class_names(tiny_imagenet_copy) == class_ids
+
+
+def test_any_number_of_classes_works(tmp_path: Path) -> None:
+    root = synthetic.write_tiny_imagenet(
+        tmp_path, num_classes=3, train_per_class=2, val_per_class=1
+    )
+    paths, labels, class_ids = data.read_split(root, "train")
+    assert len(class_ids) == 3 and len(paths) == 6
+    np.testing.assert_array_equal(labels, [0, 0, 1, 1, 2, 2])
+
+
+def test_wrong_root_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(
+        FileNotFoundError,
+        match=r"not a Tiny ImageNet root: .*wnids.txt is missing \(the folder does not exist\)",
+    ):
+        data.read_split(tmp_path / "nowhere", "train")
+    with pytest.raises(FileNotFoundError, match="DLNOTES_DATA_DIR"):
+        data.read_split(tmp_path, "train")
+
+
+def test_unknown_split(tiny_imagenet: Path) -> None:
+    with pytest.raises(ValueError, match="unknown split 'validation'"):
+        data.read_split(tiny_imagenet, "validation")
+
+
+def test_missing_annotations_file(tiny_imagenet_copy: Path) -> None:
+    (tiny_imagenet_copy / "val" / "val_annotations.txt").unlink()
+    with pytest.raises(FileNotFoundError, match=r"val_annotations.txt is missing"):
+        data.read_split(tiny_imagenet_copy, "val")
+
+
+def test_annotation_with_unknown_class(tiny_imagenet_copy: Path) -> None:
+    annotations = tiny_imagenet_copy / "val" / "val_annotations.txt"
+    lines = annotations.read_text().splitlines()
+    name = lines[1].split("\t")[0]
+    lines[1] = f"{name}\tn99999999\t0\t0\t10\t10"
+    annotations.write_text("\n".join(lines) + "\n")
+    with pytest.raises(
+        ValueError, match=rf"val_annotations.txt:2: class 'n99999999' of {name} is not in wnids.txt"
+    ):
+        data.read_split(tiny_imagenet_copy, "val")
+
+
+def test_annotation_naming_a_missing_image(tiny_imagenet_copy: Path) -> None:
+    annotations = tiny_imagenet_copy / "val" / "val_annotations.txt"
+    first = annotations.read_text().splitlines()[0].split("\t")[0]
+    (tiny_imagenet_copy / "val" / "images" / first).unlink()
+    with pytest.raises(
+        FileNotFoundError, match=rf"val_annotations.txt:1: image not found: .*{first}"
+    ):
+        data.read_split(tiny_imagenet_copy, "val")
+
+
+def test_malformed_annotation_line(tiny_imagenet_copy: Path) -> None:
+    annotations = tiny_imagenet_copy / "val" / "val_annotations.txt"
+    annotations.write_text("just-a-name\n")
+    with pytest.raises(ValueError, match=r"val_annotations.txt:1: expected"):
+        data.read_split(tiny_imagenet_copy, "val")
+
+
+def test_missing_class_folder(tiny_imagenet_copy: Path) -> None:
+    wnids = tiny_imagenet_copy / "wnids.txt"
+    wnids.write_text(wnids.read_text() + "n12345678\n")
+    with pytest.raises(FileNotFoundError, match=r"image folder not found: .*n12345678"):
+        data.read_split(tiny_imagenet_copy, "train")
+
+
+def test_bad_wnids_files(tiny_imagenet_copy: Path) -> None:
+    wnids = tiny_imagenet_copy / "wnids.txt"
+    first = wnids.read_text().split()[0]
+    wnids.write_text(wnids.read_text() + first + "\n")
+    with pytest.raises(ValueError, match=f"more than once: \\['{first}'\\]"):
+        data.read_class_ids(tiny_imagenet_copy)
+    wnids.write_text("\n")
+    with pytest.raises(ValueError, match="lists no classes"):
+        data.read_class_ids(tiny_imagenet_copy)
+    (tiny_imagenet_copy / "words.txt").unlink()
+    with pytest.raises(FileNotFoundError, match=r"words.txt"):
+        data.read_class_names(tiny_imagenet_copy, ["n1"])
+
+
+def _write_manifest(path: Path, rows: list[dict[str, str]]) -> None:
+    with path.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=["path", "wnid", "confidence"])
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def test_labels_csv_makes_the_test_split_labelled(tiny_imagenet: Path, tmp_path: Path) -> None:
+    test_paths = data.read_split(tiny_imagenet, "test").paths[:3]
+    class_ids = data.read_class_ids(tiny_imagenet)
+    manifest = tmp_path / "labels.csv"
+    _write_manifest(
+        manifest,
+        [{"path": p, "wnid": class_ids[i], "confidence": "0.9"} for i, p in enumerate(test_paths)],
+    )
+    paths, labels, _ = data.read_split(tiny_imagenet, "test", labels_csv=manifest)
+    assert paths == test_paths
+    np.testing.assert_array_equal(labels, [0, 1, 2])
+
+
+def test_labels_csv_errors(tiny_imagenet: Path, tmp_path: Path) -> None:
+    manifest = tmp_path / "labels.csv"
+    with pytest.raises(FileNotFoundError, match="label manifest not found"):
+        data.read_labels_csv(manifest, ["n1"])
+    manifest.write_text("file,label\nx,y\n")
+    with pytest.raises(ValueError, match=r"header lacks column\(s\) \['path', 'wnid'\]"):
+        data.read_labels_csv(manifest, ["n1"])
+    _write_manifest(manifest, [{"path": "x.JPEG", "wnid": "n2", "confidence": "1"}])
+    with pytest.raises(ValueError, match=r"labels.csv:2: class 'n2' is not in wnids.txt"):
+        data.read_labels_csv(manifest, ["n1"])
+    _write_manifest(manifest, [{"path": "missing.JPEG", "wnid": "n1", "confidence": "1"}])
+    with pytest.raises(FileNotFoundError, match=r"labels.csv:2: image not found"):
+        data.read_labels_csv(manifest, ["n1"])
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"num_classes": 1}, "num_classes must be at least 2, got 1"),
+        ({"train_per_class": 0}, "train_per_class must be at least 1, got 0"),
+        ({"test_images": -1}, "test_images must be non-negative, got -1"),
+    ],
+)
+def test_synthetic_writer_rejects_bad_counts(tmp_path: Path, kwargs: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        synthetic.write_tiny_imagenet(tmp_path, **kwargs)
+
+
+def test_synthetic_dataset_has_the_traps(tmp_path: Path) -> None:
+    from PIL import Image
+
+    root = synthetic.write_tiny_imagenet(tmp_path, num_classes=2, train_per_class=3)
+    first_class = data.read_class_ids(root)[0]
+    assert (root / "train" / first_class / "images" / ".DS_Store").exists()
+    modes = set()
+    for path in data.read_split(root, "train").paths:
+        with Image.open(path) as image:
+            modes.add(image.mode)
+    assert modes == {"L", "RGB"}
