@@ -225,3 +225,31 @@ def read_split(
         paths, label_array = _read_val_annotations(root, class_index)
         return SplitFiles(paths, label_array, class_ids)
     return SplitFiles([str(p) for p in _list_images(root / "test" / "images")], None, class_ids)
+
+
+def verify_images(paths: Sequence[str | os.PathLike[str]]) -> None:
+    """Decode every image completely and report those that cannot be read.
+
+    tf.data reports a broken JPEG deep inside a pipeline, without its file name; run this once on
+    a new dataset (the TFRecord writer does it for every file) to get a message that names the
+    files.
+
+    Args:
+        paths: Image files.
+
+    Raises:
+        ValueError: Naming every file that is missing, truncated or not an image.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    problems = []
+    for path in paths:
+        try:
+            with Image.open(path) as image:
+                image.load()
+        except (OSError, UnidentifiedImageError, SyntaxError) as error:
+            problems.append(f"{path}: {error}")
+    if problems:
+        listed = "\n  ".join(problems[:20])
+        more = f"\n  … and {len(problems) - 20} more" if len(problems) > 20 else ""
+        raise ValueError(f"{len(problems)} unreadable image file(s):\n  {listed}{more}")

@@ -1,0 +1,271 @@
+"""tf.data pipelines and TFRecord shards on the real mini archive."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from dlnotes import data, pipeline, tfrecord
+
+tf = pipeline.tf
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def train_split(tiny_imagenet: Path) -> data.SplitFiles:
+    return data.read_split(tiny_imagenet, "train")
+
+
+@pytest.fixture(scope="module")
+def stats(train_split: data.SplitFiles) -> pipeline.ChannelStats:
+    return pipeline.channel_stats(train_split.paths, max_images=200)
+
+
+def test_grayscale_jpegs_decode_to_three_channels(train_split: data.SplitFiles) -> None:
+    from PIL import Image
+
+    gray = None
+    for path in train_split.paths:
+        with Image.open(path) as image:
+            if image.mode == "L":
+                gray = path
+                break
+    assert gray is not None, "the data set should contain a grayscale JPEG"
+    image = pipeline.load_image(tf.constant(gray))
+    assert image.shape == (64, 64, 3) and image.dtype == tf.uint8
+    np.testing.assert_array_equal(image[..., 0], image[..., 2])
+
+
+def test_channel_stats_match_numpy(train_split: data.SplitFiles) -> None:
+    sample = train_split.paths[:30]
+    stats = pipeline.channel_stats(sample, max_images=None)
+    pixels = np.concatenate(
+        [
+            pipeline.load_image(tf.constant(p)).numpy().reshape(-1, 3).astype(np.float64)
+            for p in sample
+        ]
+    )
+    np.testing.assert_allclose(stats.mean, pixels.mean(axis=0), rtol=1e-9)
+    np.testing.assert_allclose(stats.std, pixels.std(axis=0), rtol=1e-9)
+    with pytest.raises(ValueError, match="at least one image path"):
+        pipeline.channel_stats([])
+
+
+@pytest.mark.parametrize("cache", [False, True, "file"])
+def test_train_dataset_batches(train_split, stats, cache, tmp_path: Path) -> None:
+    cache_arg = str(tmp_path / "cache") if cache == "file" else cache
+    dataset = pipeline.train_dataset(
+        train_split.paths, train_split.labels, stats, batch_size=32, cache=cache_arg, seed=0
+    )
+    batches = list(dataset)
+    assert len(batches) == len(train_split.paths) // 32
+    images, labels = batches[0]
+    assert images.shape == (32, 64, 64, 3) and images.dtype == tf.float32
+    assert labels.dtype == tf.int32
+    assert abs(float(tf.reduce_mean(images))) < 0.5  # normalised
+    if cache == "file":
+        assert list(tmp_path.glob("cache*"))
+        assert len(list(dataset)) == len(batches)  # second epoch from the file cache
+
+
+def test_train_dataset_reshuffles_each_epoch(train_split, stats) -> None:
+    dataset = pipeline.train_dataset(
+        train_split.paths,
+        train_split.labels,
+        stats,
+        batch_size=64,
+        augment=False,
+        drop_remainder=False,
+        seed=1,
+    )
+    first = np.concatenate([y.numpy() for _, y in dataset])
+    second = np.concatenate([y.numpy() for _, y in dataset])
+    assert not np.array_equal(first, second)
+    assert sorted(first) == sorted(second)
+
+
+def test_augmentation_keeps_shape_and_changes_pixels() -> None:
+    image = tf.cast(tf.reshape(tf.range(64 * 64 * 3) % 251, (64, 64, 3)), tf.uint8)
+    tf.random.set_seed(0)
+    outputs = [pipeline.random_crop_flip(image) for _ in range(8)]
+    assert all(o.shape == image.shape and o.dtype == tf.uint8 for o in outputs)
+    assert any(not np.array_equal(o, image) for o in outputs)
+
+
+def test_eval_dataset_is_deterministic_and_complete(tiny_imagenet: Path, stats) -> None:
+    val = data.read_split(tiny_imagenet, "val")
+    dataset = pipeline.eval_dataset(val.paths, val.labels, stats, batch_size=64)
+    labels = np.concatenate([y.numpy() for _, y in dataset])
+    np.testing.assert_array_equal(labels, val.labels)
+    first = next(iter(dataset))[0].numpy()
+    np.testing.assert_array_equal(first, next(iter(dataset))[0].numpy())
+    test = data.read_split(tiny_imagenet, "test")
+    images = np.concatenate([x.numpy() for x in pipeline.eval_dataset(test.paths, None, stats)])
+    assert images.shape == (len(test.paths), 64, 64, 3)
+
+
+def test_denormalize_inverts_normalize(stats) -> None:
+    image = np.random.default_rng(0).integers(0, 256, size=(2, 64, 64, 3)).astype(np.uint8)
+    restored = pipeline.denormalize(pipeline.normalize(image, stats).numpy(), stats)
+    np.testing.assert_allclose(restored, image, atol=1)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"paths": []}, "at least one image path"),
+        ({"labels": [0]}, "got 1 labels for"),
+        ({"batch_size": 0}, "batch_size must be at least 1, got 0"),
+    ],
+)
+def test_pipeline_rejects_bad_arguments(train_split, stats, kwargs, message) -> None:
+    arguments = {"paths": train_split.paths, "labels": train_split.labels, **kwargs}
+    with pytest.raises(ValueError, match=message):
+        pipeline.train_dataset(
+            arguments["paths"], arguments["labels"], stats, batch_size=kwargs.get("batch_size", 8)
+        )
+
+
+def _truncate_first_image(root: Path) -> str:
+    victim = data.read_split(root, "train").paths[0]
+    blob = Path(victim).read_bytes()
+    Path(victim).write_bytes(blob[: len(blob) // 3])
+    return victim
+
+
+def test_verify_images_names_a_truncated_jpeg(tiny_imagenet_copy: Path) -> None:
+    victim = _truncate_first_image(tiny_imagenet_copy)
+    paths = data.read_split(tiny_imagenet_copy, "train").paths[:5]
+    with pytest.raises(
+        ValueError, match=rf"1 unreadable image file\(s\):\n  {victim}: [Tt]runcated"
+    ):
+        data.verify_images(paths)
+    with pytest.raises(ValueError, match="unreadable image"):
+        data.verify_images([str(tiny_imagenet_copy / "wnids.txt")])
+
+
+def test_shards_round_trip_every_record(tiny_imagenet: Path, tmp_path: Path) -> None:
+    for split in ("train", "val", "test"):
+        files, labels, class_ids = data.read_split(tiny_imagenet, split)
+        shards = tfrecord.write_shards(
+            files,
+            labels,
+            class_ids,
+            tmp_path,
+            prefix=split,
+            num_shards=3,
+            compression="GZIP",
+            progress=False,
+        )
+        assert [s.name for s in shards] == [
+            f"{split}-{i:05d}-of-00003.tfrecord.gz" for i in range(3)
+        ]
+        assert tfrecord.shard_files(tmp_path, split) == shards
+        records = [
+            (r["image"].numpy(), int(r["label"]), r["wnid"].numpy().decode())
+            for r in tfrecord.read_shards(shards, compression="GZIP")
+        ]
+        expected = [
+            (
+                Path(path).read_bytes(),
+                -1 if labels is None else int(labels[i]),
+                "" if labels is None else class_ids[labels[i]],
+            )
+            for i, path in enumerate(files)
+        ]
+        # interleave reads the shards round-robin: compare the records as multisets
+        assert sorted(records) == sorted(expected)
+
+
+def test_shards_are_much_smaller_than_float32(tiny_imagenet: Path, tmp_path: Path) -> None:
+    files, labels, class_ids = data.read_split(tiny_imagenet, "val")
+    shards = tfrecord.write_shards(
+        files, labels, class_ids, tmp_path, prefix="val", num_shards=2, progress=False
+    )
+    size = sum(s.stat().st_size for s in shards)
+    assert size < len(files) * 64 * 64 * 3 * 4 / 10
+
+
+def test_a_truncated_jpeg_stops_the_writer_before_any_shard(
+    tiny_imagenet_copy: Path, tmp_path: Path
+) -> None:
+    victim = _truncate_first_image(tiny_imagenet_copy)
+    files, labels, class_ids = data.read_split(tiny_imagenet_copy, "train")
+    out_dir = tmp_path / "shards"
+    with pytest.raises(ValueError, match=victim):
+        tfrecord.write_shards(
+            files, labels, class_ids, out_dir, prefix="train", num_shards=2, progress=False
+        )
+    assert not out_dir.exists() or list(out_dir.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"num_shards": 0}, "num_shards must be between 1 and"),
+        ({"compression": "LZ4"}, "compression must be one of"),
+        ({"labels": [0]}, "got 1 labels"),
+    ],
+)
+def test_writer_rejects_bad_arguments(tiny_imagenet: Path, tmp_path: Path, kwargs, message) -> None:
+    files, labels, class_ids = data.read_split(tiny_imagenet, "val")
+    arguments = {"labels": labels, "num_shards": 2, **kwargs}
+    with pytest.raises(ValueError, match=message):
+        tfrecord.write_shards(
+            files, class_ids=class_ids, out_dir=tmp_path, prefix="val", progress=False, **arguments
+        )
+
+
+def test_reader_rejects_missing_files(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="not found"):
+        tfrecord.read_shards([tmp_path / "nope.tfrecord"])
+    with pytest.raises(ValueError, match="no TFRecord files"):
+        tfrecord.read_shards([])
+
+
+def test_make_tfrecords_script(tiny_imagenet: Path, tmp_path: Path) -> None:
+    script = REPO / "data_scripts" / "make_tfrecords.py"
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(script),
+            "--data-dir",
+            str(tiny_imagenet),
+            "--out-dir",
+            str(tmp_path),
+            "--split",
+            "val",
+            "--num-shards",
+            "2",
+            "--compression",
+            "GZIP",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "val images into 2 shard(s)" in result.stdout
+    assert len(tfrecord.shard_files(tmp_path, "val")) == 2
+    bad = subprocess.run(
+        [
+            sys.executable,
+            str(script),
+            "--data-dir",
+            str(tmp_path / "missing"),
+            "--out-dir",
+            str(tmp_path),
+            "--split",
+            "val",
+            "--num-shards",
+            "2",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert bad.returncode == 1 and "not a Tiny ImageNet root" in bad.stderr
