@@ -88,12 +88,40 @@ def test_train_dataset_reshuffles_each_epoch(train_split, stats) -> None:
     assert sorted(first) == sorted(second)
 
 
-def test_augmentation_keeps_shape_and_changes_pixels() -> None:
-    image = tf.cast(tf.reshape(tf.range(64 * 64 * 3) % 251, (64, 64, 3)), tf.uint8)
+def _candidates(image: np.ndarray, padding: int) -> list[np.ndarray]:
+    padded = np.pad(image, [(padding, padding), (padding, padding), (0, 0)], mode="reflect")
+    size = image.shape[0]
+    crops = [
+        padded[y : y + size, x : x + size]
+        for y in range(2 * padding + 1)
+        for x in range(2 * padding + 1)
+    ]
+    return crops + [c[:, ::-1] for c in crops]
+
+
+def test_augmentation_is_a_reflect_padded_crop_and_flip() -> None:
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, size=(6, 16, 16, 3)).astype(np.uint8)
     tf.random.set_seed(0)
-    outputs = [pipeline.random_crop_flip(image) for _ in range(8)]
-    assert all(o.shape == image.shape and o.dtype == tf.uint8 for o in outputs)
-    assert any(not np.array_equal(o, image) for o in outputs)
+    outputs = pipeline.random_crop_flip(tf.constant(images), padding=3).numpy()
+    assert outputs.shape == images.shape and outputs.dtype == np.uint8
+    for image, output in zip(images, outputs, strict=True):
+        assert any(np.array_equal(output, c) for c in _candidates(image, 3))
+    assert any(not np.array_equal(o, i) for o, i in zip(outputs, images, strict=True))
+
+
+def test_augmentation_without_padding_only_flips() -> None:
+    images = np.random.default_rng(1).integers(0, 256, size=(8, 8, 8, 3)).astype(np.uint8)
+    outputs = pipeline.random_crop_flip(tf.constant(images), padding=0).numpy()
+    for image, output in zip(images, outputs, strict=True):
+        assert np.array_equal(output, image) or np.array_equal(output, image[:, ::-1])
+
+
+def test_augmentation_rejects_bad_input() -> None:
+    with pytest.raises(ValueError, match="batch"):
+        pipeline.random_crop_flip(tf.zeros((8, 8, 3), tf.uint8))
+    with pytest.raises(ValueError, match=r"padding must be in \[0, 8\), got 8"):
+        pipeline.random_crop_flip(tf.zeros((1, 8, 8, 3), tf.uint8), padding=8)
 
 
 def test_eval_dataset_is_deterministic_and_complete(tiny_imagenet: Path, stats) -> None:
@@ -269,3 +297,40 @@ def test_make_tfrecords_script(tiny_imagenet: Path, tmp_path: Path) -> None:
         timeout=300,
     )
     assert bad.returncode == 1 and "not a Tiny ImageNet root" in bad.stderr
+
+
+def test_pipeline_benchmark_prints_five_rates(tiny_imagenet: Path) -> None:
+    import json
+
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "benchmarks" / "pipeline.py"),
+            "--data-dir",
+            str(tiny_imagenet),
+            "--repeat",
+            "2",
+            "--batch-size",
+            "64",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr
+    rates = json.loads(result.stdout.strip().splitlines()[-1])
+    from dlnotes import throughput
+
+    assert list(rates) == list(throughput.LOADERS)
+    assert all(rate > 0 for rate in rates.values())
+    assert "× ImageDataGenerator" in result.stdout
+
+
+def test_images_per_second_rejects_bad_arguments() -> None:
+    from dlnotes import throughput
+
+    with pytest.raises(ValueError, match="passes must be at least 1, got 0"):
+        throughput.images_per_second(lambda: [], passes=0)
+    with pytest.raises(ValueError, match="at least two batches"):
+        throughput.images_per_second(lambda: [np.zeros((2, 1))])
+    assert throughput.images_per_second(lambda: [np.zeros((2, 1))] * 3) > 0

@@ -1,8 +1,9 @@
 """tf.data input pipelines for Tiny ImageNet.
 
 Training: shuffle → parallel decode (``channels=3``: about 2 % of the JPEGs are grayscale) →
-optional cache of the decoded **uint8** images (memory or file) → shuffle → random crop and flip
-(after the cache, so every epoch sees new augmentations) → batch → per-channel normalisation →
+optional cache of the decoded **uint8** images (memory or file) → shuffle → batch → random crop
+and flip per image (after the cache, so every epoch sees new
+augmentations; done on whole batches, which is much faster) → per-channel normalisation →
 prefetch. Evaluation: the same without shuffling or augmentation, in a fixed order.
 
 Everything here needs TensorFlow (tf.data is part of it); the models themselves are pure Keras.
@@ -104,30 +105,63 @@ def channel_stats(
     return ChannelStats(tuple(map(float, mean)), tuple(map(float, std)))
 
 
-def random_crop_flip(image: tf.Tensor, padding: int = 4) -> tf.Tensor:
-    """Augment one uint8 image: reflect-pad by ``padding`` pixels, random crop back, random flip.
+def _reflect(index: tf.Tensor, size: int) -> tf.Tensor:
+    """Map indices in [−size + 1, 2·size − 2] into [0, size) by mirror reflection."""
+    index = tf.abs(index)
+    return (size - 1) - tf.abs((size - 1) - index)
 
-    All shapes are static, so the operation compiles with XLA.
+
+def random_crop_flip(images: tf.Tensor, padding: int = 4) -> tf.Tensor:
+    """Augment a batch of images: random ``padding``-pixel translation with reflection at the
+    borders (a reflect-padded random crop) and a random horizontal flip, per image.
+
+    Implemented as one gather with precomputed source indices, which is several times faster in
+    tf.data than per-image ``pad`` + ``random_crop`` + ``flip`` on a small CPU, and keeps every
+    shape static.
 
     Args:
-        image: uint8 image ``(H, W, C)``.
-        padding: Pixels of reflection padding on each side (0 disables the crop).
+        images: Batch ``(B, H, W, C)`` of any dtype (uint8 in the pipeline).
+        padding: Largest shift in pixels (0: flip only). Must be smaller than H and W.
 
     Returns:
-        The augmented image, same shape and dtype.
+        The augmented batch, same shape and dtype.
+
+    Raises:
+        ValueError: If the input is not a 4-D batch with static H, W, C or ``padding`` is too large.
     """
-    if padding:
-        shape = image.shape
-        padded = tf.pad(image, [[padding, padding], [padding, padding], [0, 0]], mode="REFLECT")
-        image = tf.image.random_crop(padded, shape)
-    return tf.image.random_flip_left_right(image)
+    if images.shape.rank != 4 or None in images.shape[1:]:
+        raise ValueError(
+            f"images must be a batch (B, H, W, C) with static H, W, C, got {images.shape}"
+        )
+    height, width, channels = images.shape[1], images.shape[2], images.shape[3]
+    if not 0 <= padding < min(height, width):
+        raise ValueError(f"padding must be in [0, {min(height, width)}), got {padding}")
+    batch = tf.shape(images)[0]
+    shift_y = tf.random.uniform([batch, 1, 1], -padding, padding + 1, tf.int32)
+    shift_x = tf.random.uniform([batch, 1, 1], -padding, padding + 1, tf.int32)
+    flip = tf.random.uniform([batch, 1, 1]) < 0.5
+    columns = tf.range(width)[None, None, :]
+    columns = tf.where(flip, (width - 1) - columns, columns) + shift_x
+    rows = tf.range(height)[None, :, None] + shift_y
+    source = _reflect(rows, height) * width + _reflect(columns, width)
+    flat = tf.reshape(images, (batch, height * width, channels))
+    gathered = tf.gather(flat, tf.reshape(source, (batch, height * width)), batch_dims=1)
+    return tf.reshape(gathered, (batch, height, width, channels))
 
 
 def normalize(images: tf.Tensor, stats: ChannelStats) -> tf.Tensor:
-    """Convert uint8 images to float32 with zero mean and unit variance per channel."""
-    mean = tf.constant(stats.mean, tf.float32)
-    std = tf.constant(stats.std, tf.float32)
-    return (tf.cast(images, tf.float32) - mean) / std
+    """Convert uint8 images ``(..., H, W, C)`` to float32, zero mean and unit variance per channel.
+
+    The per-channel constants are expanded to the full image shape first: broadcasting a
+    ``(C,)`` vector over the last axis is several times slower in TensorFlow's CPU kernels.
+    """
+    height, width = images.shape[-3], images.shape[-2]
+    scale = 1.0 / np.asarray(stats.std, dtype=np.float32)
+    offset = -np.asarray(stats.mean, dtype=np.float32) * scale
+    if height is not None and width is not None:
+        scale = np.broadcast_to(scale, (height, width, CHANNELS)).copy()
+        offset = np.broadcast_to(offset, (height, width, CHANNELS)).copy()
+    return tf.cast(images, tf.float32) * scale + offset
 
 
 def _check_inputs(
@@ -186,15 +220,61 @@ def train_dataset(
     )
     if cache is not False:
         dataset = dataset.cache("" if cache is True else os.fspath(cache))
-        dataset = dataset.shuffle(
-            min(shuffle_buffer, len(paths)), seed=seed, reshuffle_each_iteration=True
-        )
-    if augment:
-        dataset = dataset.map(
-            lambda image, label: (random_crop_flip(image), label), num_parallel_calls=AUTOTUNE
-        )
+    return prepare_training(
+        dataset,
+        stats,
+        batch_size=batch_size,
+        shuffle_buffer=min(shuffle_buffer, len(paths)) if cache is not False else 0,
+        augment=augment,
+        drop_remainder=drop_remainder,
+        seed=seed,
+    )
+
+
+def prepare_training(
+    dataset: tf.data.Dataset,
+    stats: ChannelStats,
+    *,
+    batch_size: int = 128,
+    shuffle_buffer: int = 10_000,
+    augment: bool = True,
+    drop_remainder: bool = True,
+    seed: int | None = None,
+) -> tf.data.Dataset:
+    """Shuffle, augment, batch, normalise and prefetch a dataset of ``(uint8 image, label)``.
+
+    The shared tail of :func:`train_dataset` and of training from TFRecord shards
+    (:func:`dlnotes.tfrecord.image_label_dataset`).
+
+    Args:
+        dataset: Unbatched ``(image, label)`` pairs with uint8 images.
+        stats: Normalisation statistics.
+        batch_size: Images per batch (at least 1).
+        shuffle_buffer: Size of the shuffle buffer; 0 for none.
+        augment: Apply :func:`random_crop_flip`.
+        drop_remainder: Drop the last partial batch.
+        seed: Seed of shuffling.
+
+    Returns:
+        Batches of ``(float32 images, labels)``.
+
+    Raises:
+        ValueError: For a bad batch size or a negative buffer.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    if shuffle_buffer < 0:
+        raise ValueError(f"shuffle_buffer must be non-negative, got {shuffle_buffer}")
+    if shuffle_buffer:
+        dataset = dataset.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
     dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
-    dataset = dataset.map(lambda images, batch_labels: (normalize(images, stats), batch_labels))
+
+    def finish(images: tf.Tensor, labels: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        if augment:
+            images = random_crop_flip(images)
+        return normalize(images, stats), labels
+
+    dataset = dataset.map(finish, num_parallel_calls=AUTOTUNE)
     return dataset.prefetch(AUTOTUNE)
 
 

@@ -163,6 +163,39 @@ def read_shards(
     )
 
 
+def image_label_dataset(
+    files: Sequence[str | os.PathLike[str]], *, compression: str = "", deterministic: bool = False
+) -> tf.data.Dataset:
+    """Read shards into ``(uint8 image, int32 label)`` pairs, ready for
+    :func:`dlnotes.pipeline.prepare_training` or evaluation.
+
+    Args:
+        files: Shard paths.
+        compression: The compression the shards were written with.
+        deterministic: Keep a reproducible order.
+
+    Returns:
+        The decoded dataset.
+    """
+    from dlnotes import pipeline
+
+    compression = _check_compression(compression)
+    if not files:
+        raise ValueError("no TFRecord files given")
+
+    def decode(serialized: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        record = parse_example(serialized)
+        return pipeline.decode_image(record["image"]), tf.cast(record["label"], tf.int32)
+
+    records = tf.data.Dataset.from_tensor_slices([str(f) for f in files]).interleave(
+        lambda f: tf.data.TFRecordDataset(f, compression_type=compression),
+        cycle_length=min(4, len(files)),
+        num_parallel_calls=tf.data.AUTOTUNE,
+        deterministic=deterministic,
+    )
+    return records.map(decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
+
+
 def shard_files(out_dir: str | os.PathLike[str], prefix: str) -> list[Path]:
     """List the completed shards of ``prefix`` in ``out_dir`` (partial files are ignored)."""
     return sorted(
