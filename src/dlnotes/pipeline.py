@@ -129,6 +129,7 @@ def random_crop_flip(images: tf.Tensor, padding: int = 4) -> tf.Tensor:
     Raises:
         ValueError: If the input is not a 4-D batch with static H, W, C or ``padding`` is too large.
     """
+    images = tf.convert_to_tensor(images)
     if images.shape.rank != 4 or None in images.shape[1:]:
         raise ValueError(
             f"images must be a batch (B, H, W, C) with static H, W, C, got {images.shape}"
@@ -155,6 +156,7 @@ def normalize(images: tf.Tensor, stats: ChannelStats) -> tf.Tensor:
     The per-channel constants are expanded to the full image shape first: broadcasting a
     ``(C,)`` vector over the last axis is several times slower in TensorFlow's CPU kernels.
     """
+    images = tf.convert_to_tensor(images)
     height, width = images.shape[-3], images.shape[-2]
     scale = 1.0 / np.asarray(stats.std, dtype=np.float32)
     offset = -np.asarray(stats.mean, dtype=np.float32) * scale
