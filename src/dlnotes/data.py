@@ -253,3 +253,40 @@ def verify_images(paths: Sequence[str | os.PathLike[str]]) -> None:
         listed = "\n  ".join(problems[:20])
         more = f"\n  … and {len(problems) - 20} more" if len(problems) > 20 else ""
         raise ValueError(f"{len(problems)} unreadable image file(s):\n  {listed}{more}")
+
+
+def load_images(
+    paths: Sequence[str | os.PathLike[str]], *, image_size: int = 64, progress: bool = False
+) -> np.ndarray:
+    """Decode images into one uint8 array ``(N, image_size, image_size, 3)``, without TensorFlow.
+
+    Grayscale files are converted to RGB; other sizes are resized. The whole Tiny ImageNet
+    training split takes 1.2 GB this way. Used by the training command on any Keras backend.
+
+    Args:
+        paths: Image files.
+        image_size: Height and width of the result.
+        progress: Show a progress bar.
+
+    Returns:
+        The array.
+
+    Raises:
+        ValueError: If ``paths`` is empty or an image cannot be read (naming the file).
+    """
+    from PIL import Image
+    from tqdm import tqdm
+
+    if len(paths) == 0:
+        raise ValueError("load_images needs at least one path, got none")
+    images = np.empty((len(paths), image_size, image_size, 3), dtype=np.uint8)
+    for index, path in enumerate(tqdm(paths, desc="decoding", unit="img", disable=not progress)):
+        try:
+            with Image.open(path) as image:
+                image = image.convert("RGB")
+                if image.size != (image_size, image_size):
+                    image = image.resize((image_size, image_size), Image.BILINEAR)
+                images[index] = np.asarray(image)
+        except OSError as error:
+            raise ValueError(f"cannot decode {path}: {error}") from error
+    return images

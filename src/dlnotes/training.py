@@ -1,0 +1,403 @@
+"""Training helpers: precision, optimiser and schedule, callbacks, sanity checks, logs.
+
+Everything is backend-agnostic Keras 3; the TensorFlow-only piece (``tf.distribute``) is imported
+only when asked for.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+
+from dlnotes import runtime
+
+
+def precision_policy(compute_capability: tuple[int, int] | None) -> str:
+    """Pick the Keras dtype policy for an accelerator.
+
+    * bfloat16 on NVIDIA GPUs of compute capability 8.0 or newer (A100, L4, H100) — same range as
+      float32, no loss scaling needed;
+    * float16 (with loss scaling) on 7.x cards such as the T4 of free Colab, which have float16
+      but no bfloat16 tensor cores;
+    * float32 on CPUs and older GPUs.
+
+    Args:
+        compute_capability: ``(major, minor)`` of the GPU, or None for a CPU.
+
+    Returns:
+        ``"mixed_bfloat16"``, ``"mixed_float16"`` or ``"float32"``.
+    """
+    if compute_capability is None:
+        return "float32"
+    major = compute_capability[0]
+    if major >= 8:
+        return "mixed_bfloat16"
+    if major == 7:
+        return "mixed_float16"
+    return "float32"
+
+
+def gpu_compute_capability() -> tuple[int, int] | None:
+    """Compute capability of the first GPU of the active Keras backend, or None without a GPU."""
+    backend = runtime.keras_backend()
+    try:
+        if backend == "tensorflow":
+            tf = runtime.import_quietly("tensorflow")
+            gpus = tf.config.list_physical_devices("GPU")
+            if gpus:
+                return tuple(
+                    tf.config.experimental.get_device_details(gpus[0])["compute_capability"]
+                )
+        elif backend == "jax":
+            jax = runtime.import_quietly("jax")
+            gpus = [d for d in jax.devices() if d.platform == "gpu"]
+            if gpus:
+                major, minor = str(gpus[0].compute_capability).split(".")[:2]
+                return int(major), int(minor)
+        elif backend == "torch":
+            torch = runtime.import_quietly("torch")
+            if torch.cuda.is_available():
+                return tuple(torch.cuda.get_device_capability(0))
+    except (ImportError, KeyError, AttributeError, ValueError):
+        return None
+    return None
+
+
+def learning_rate_schedule(
+    *,
+    peak: float,
+    steps_per_epoch: int,
+    epochs: int,
+    warmup_epochs: float = 5,
+    initial_scale: float = 0.01,
+    final_scale: float = 0.01,
+) -> keras.optimizers.schedules.LearningRateSchedule:
+    """Linear warm-up from ``initial_scale·peak`` to ``peak``, cosine decay to ``final_scale·peak``.
+
+    Keras' ``CosineDecay`` with its ``warmup_target`` does exactly this. The defaults are the source
+    notes': peak 1e-3, start and end at 1 % of the peak, 5 warm-up epochs.
+
+    Args:
+        peak: Largest learning rate (> 0).
+        steps_per_epoch: Optimiser steps per epoch (≥ 1).
+        epochs: Total epochs, warm-up included (≥ 1).
+        warmup_epochs: Epochs of linear warm-up (0 ≤ warmup_epochs < epochs).
+        initial_scale: Learning rate at step 0, as a fraction of the peak.
+        final_scale: Learning rate at the last step, as a fraction of the peak.
+
+    Returns:
+        The schedule (a function of the step).
+
+    Raises:
+        ValueError: For out-of-range arguments.
+    """
+    if not peak > 0:
+        raise ValueError(f"peak must be positive, got {peak!r}")
+    if steps_per_epoch < 1 or epochs < 1:
+        raise ValueError(
+            f"steps_per_epoch and epochs must be at least 1, got {steps_per_epoch}, {epochs}"
+        )
+    if not 0 <= warmup_epochs < epochs:
+        raise ValueError(f"warmup_epochs must be in [0, {epochs}), got {warmup_epochs!r}")
+    for name, scale in (("initial_scale", initial_scale), ("final_scale", final_scale)):
+        if not 0 <= scale <= 1:
+            raise ValueError(f"{name} must be in [0, 1], got {scale!r}")
+    warmup_steps = round(warmup_epochs * steps_per_epoch)
+    total_steps = epochs * steps_per_epoch
+    return keras.optimizers.schedules.CosineDecay(
+        initial_learning_rate=peak * initial_scale if warmup_steps else peak,
+        decay_steps=max(total_steps - warmup_steps, 1),
+        alpha=final_scale,
+        warmup_target=peak if warmup_steps else None,
+        warmup_steps=warmup_steps,
+    )
+
+
+def make_optimizer(
+    name: str,
+    learning_rate: Any,
+    *,
+    weight_decay: float | None = None,
+    momentum: float = 0.9,
+) -> keras.optimizers.Optimizer:
+    """Build ``"sgd"`` (Nesterov momentum), ``"adam"`` or ``"adamw"``, with decoupled weight decay.
+
+    Weight decay is not applied to batch-normalisation parameters and biases.
+
+    Args:
+        name: Optimiser name.
+        learning_rate: A float or a schedule.
+        weight_decay: Decoupled weight decay, or None.
+        momentum: Momentum of SGD.
+
+    Returns:
+        The optimiser.
+
+    Raises:
+        ValueError: For an unknown name or a negative weight decay.
+    """
+    if weight_decay is not None and weight_decay < 0:
+        raise ValueError(f"weight_decay must be non-negative, got {weight_decay!r}")
+    if name == "sgd":
+        optimizer = keras.optimizers.SGD(
+            learning_rate, momentum=momentum, nesterov=True, weight_decay=weight_decay
+        )
+    elif name == "adam":
+        optimizer = keras.optimizers.Adam(learning_rate, weight_decay=weight_decay)
+    elif name == "adamw":
+        optimizer = keras.optimizers.AdamW(learning_rate, weight_decay=weight_decay or 0.0)
+    else:
+        raise ValueError(f"optimizer must be 'sgd', 'adam' or 'adamw', got {name!r}")
+    if weight_decay:
+        optimizer.exclude_from_weight_decay(var_names=["gamma", "beta", "bias"])
+    return optimizer
+
+
+def compile_classifier(
+    model: keras.Model,
+    optimizer: keras.optimizers.Optimizer,
+    *,
+    label_smoothing: float = 0.0,
+    policy: str = "float32",
+    jit_compile: bool | str = "auto",
+    steps_per_execution: int = 1,
+) -> keras.Model:
+    """Compile a logits model for integer labels with top-1 and top-5 accuracy.
+
+    Label smoothing needs one-hot targets in Keras' loss, so with smoothing the labels are expected
+    one-hot (see :func:`one_hot`); without it, sparse integer labels are used.
+
+    Args:
+        model: Model producing logits.
+        optimizer: The optimiser; wrapped in a ``LossScaleOptimizer`` for ``mixed_float16``.
+        label_smoothing: In [0, 1).
+        policy: The dtype policy the model was built with.
+        jit_compile: Passed to ``compile`` (XLA).
+        steps_per_execution: Training steps per compiled call (fewer host round trips).
+
+    Returns:
+        The compiled model.
+
+    Raises:
+        ValueError: For label smoothing outside [0, 1).
+    """
+    if not 0 <= label_smoothing < 1:
+        raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing!r}")
+    if policy == "mixed_float16":
+        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+    if label_smoothing:
+        loss = keras.losses.CategoricalCrossentropy(
+            from_logits=True, label_smoothing=label_smoothing
+        )
+        metrics = [
+            keras.metrics.CategoricalAccuracy(name="accuracy"),
+            keras.metrics.TopKCategoricalAccuracy(k=5, name="top5"),
+        ]
+    else:
+        loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+        metrics = [
+            keras.metrics.SparseCategoricalAccuracy(name="accuracy"),
+            keras.metrics.SparseTopKCategoricalAccuracy(k=5, name="top5"),
+        ]
+    model.compile(
+        optimizer=optimizer,
+        loss=loss,
+        metrics=metrics,
+        jit_compile=jit_compile,
+        steps_per_execution=steps_per_execution,
+    )
+    return model
+
+
+def one_hot(labels: Sequence[int] | np.ndarray, num_classes: int) -> np.ndarray:
+    """Integer labels → float32 one-hot rows."""
+    labels = np.asarray(labels, dtype=np.int64)
+    if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
+        raise ValueError(
+            f"labels must be in [0, {num_classes}), got range [{labels.min()}, {labels.max()}]"
+        )
+    return np.eye(num_classes, dtype=np.float32)[labels]
+
+
+class Throughput(keras.callbacks.Callback):
+    """Measure training images per second per epoch (validation excluded).
+
+    Args:
+        batch_size: Images per step.
+    """
+
+    def __init__(self, batch_size: int) -> None:
+        super().__init__()
+        self.batch_size = batch_size
+        self.rates: list[float] = []
+        self._start = 0.0
+        self._steps = 0
+        self._stopped = False
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self._start, self._steps, self._stopped = time.perf_counter(), 0, False
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        self._steps = batch + 1
+
+    def _stop(self) -> None:
+        if not self._stopped and self._steps:
+            self.rates.append(self._steps * self.batch_size / (time.perf_counter() - self._start))
+            self._stopped = True
+
+    def on_test_begin(self, logs: dict | None = None) -> None:
+        self._stop()
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        self._stop()
+
+    @property
+    def steady_rate(self) -> float:
+        """Mean rate over the epochs after the first (which includes compilation)."""
+        if not self.rates:
+            return float("nan")
+        return float(np.mean(self.rates[1:] if len(self.rates) > 1 else self.rates))
+
+
+def resumed_epoch(backup_dir: str | os.PathLike[str]) -> int:
+    """The epoch ``BackupAndRestore`` will resume from (0 when there is no backup)."""
+    metadata = Path(backup_dir) / "training_metadata.json"
+    if not metadata.is_file():
+        return 0
+    return int(json.loads(metadata.read_text()).get("epoch", 0))
+
+
+def truncate_log(log_path: str | os.PathLike[str], first_epoch: int) -> int:
+    """Drop rows for epochs ≥ ``first_epoch`` from a ``CSVLogger`` file, atomically.
+
+    A run killed after logging an epoch but before its backup was written would otherwise log
+    that epoch twice after resuming.
+
+    Args:
+        log_path: The CSV log (missing is fine).
+        first_epoch: The epoch training resumes from.
+
+    Returns:
+        Number of rows kept.
+    """
+    log_path = Path(log_path)
+    if not log_path.is_file():
+        return 0
+    with log_path.open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+        fields = rows[0].keys() if rows else None
+    kept = [row for row in rows if int(row["epoch"]) < first_epoch]
+    if fields is None:
+        return 0
+    partial = log_path.with_suffix(".csv.partial")
+    with partial.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(fields))
+        writer.writeheader()
+        writer.writerows(kept)
+    os.replace(partial, log_path)
+    return len(kept)
+
+
+def read_log(log_path: str | os.PathLike[str]) -> dict[str, list[float]]:
+    """Read a ``CSVLogger`` file into ``{metric: [value per epoch]}`` (for plotting)."""
+    with Path(log_path).open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    if not rows:
+        return {}
+    return {key: [float(row[key]) for row in rows] for key in rows[0]}
+
+
+def _tensorboard_available() -> bool:
+    import importlib.util
+
+    return all(importlib.util.find_spec(name) is not None for name in ("tensorflow", "tensorboard"))
+
+
+def training_callbacks(
+    out_dir: str | os.PathLike[str], *, tensorboard: bool = True
+) -> list[keras.callbacks.Callback]:
+    """Checkpoint of the best validation accuracy, resumable backup, CSV log and TensorBoard.
+
+    The CSV logger comes before the backup: if a run dies between the two, the epoch is logged but
+    not backed up, and :func:`truncate_log` removes the row before it is trained again.
+
+    Args:
+        out_dir: Run folder.
+        tensorboard: Add a TensorBoard callback (logs in ``out_dir/tensorboard``) when TensorFlow
+            and TensorBoard are installed (Keras writes its summaries through ``tf.summary``;
+            on a JAX-only machine the callback is left out).
+
+    Returns:
+        The callbacks.
+    """
+    out_dir = Path(out_dir)
+    callbacks: list[keras.callbacks.Callback] = [
+        keras.callbacks.ModelCheckpoint(
+            str(out_dir / "best.weights.h5"),
+            monitor="val_accuracy",
+            mode="max",
+            save_best_only=True,
+            save_weights_only=True,
+        ),
+        keras.callbacks.CSVLogger(str(out_dir / "history.csv"), append=True),
+        keras.callbacks.BackupAndRestore(str(out_dir / "backup"), delete_checkpoint=False),
+    ]
+    if tensorboard and _tensorboard_available():
+        callbacks.append(
+            keras.callbacks.TensorBoard(str(out_dir / "tensorboard"), write_graph=False)
+        )
+    return callbacks
+
+
+@dataclass(frozen=True)
+class SanityReport:
+    """Initial loss and accuracy against what an untrained classifier should give."""
+
+    initial_loss: float
+    expected_loss: float
+    initial_accuracy: float
+    expected_accuracy: float
+
+    @property
+    def ok(self) -> bool:
+        """Loss within 20 % of ln(C); accuracy at most 3× chance."""
+        return (
+            abs(self.initial_loss - self.expected_loss) < 0.2 * self.expected_loss
+            and self.initial_accuracy <= 3 * self.expected_accuracy + 1e-9
+        )
+
+
+def initial_sanity(
+    model: keras.Model, images: np.ndarray, labels: np.ndarray, num_classes: int
+) -> SanityReport:
+    """Evaluate an untrained, compiled model: loss should be ≈ ln(C), accuracy ≈ 1/C."""
+    results = model.evaluate(images, labels, verbose=0, return_dict=True)
+    return SanityReport(
+        initial_loss=float(results["loss"]),
+        expected_loss=math.log(num_classes),
+        initial_accuracy=float(results["accuracy"]),
+        expected_accuracy=1.0 / num_classes,
+    )
+
+
+def overfit_one_batch(
+    model: keras.Model, images: np.ndarray, labels: np.ndarray, *, steps: int = 60
+) -> float:
+    """Train on a single batch for ``steps`` steps and return its final training accuracy.
+
+    A model that cannot memorise one batch has a bug (wrong labels, a broken loss, a frozen layer).
+    """
+    history = model.fit(
+        images, labels, batch_size=len(images), epochs=steps, verbose=0, shuffle=False
+    )
+    return float(history.history["accuracy"][-1])
