@@ -272,7 +272,8 @@ def run(args: argparse.Namespace) -> dict:
         print(f"resuming after epoch {first_epoch} of {config.epochs}", flush=True)
     print(
         f"{num_classes} classes, {len(x_train)} training images, "
-        f"batch {global_batch} on {replicas} replica(s), {steps_per_epoch} steps per epoch, precision {policy}, "
+        f"batch {global_batch} on {replicas} replica(s), {steps_per_epoch} steps per epoch, "
+        f"precision {policy}, "
         f"{model.count_params():,} parameters",
         flush=True,
     )
