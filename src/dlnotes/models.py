@@ -185,7 +185,14 @@ def build_resnet(
         )
     x = preactivation(x, name="final", dtype=dtype)
     x = layers.GlobalAveragePooling2D(name="pool", dtype=dtype)(x)
-    logits = layers.Dense(num_classes, name="logits", dtype="float32")(x)
+    # Small initial logits: the untrained network predicts a near-uniform distribution, so the
+    # first loss is close to ln(num_classes), a useful sanity check.
+    logits = layers.Dense(
+        num_classes,
+        kernel_initializer=keras.initializers.RandomNormal(stddev=0.01),
+        name="logits",
+        dtype="float32",
+    )(x)
     return keras.Model(inputs, logits, name=name)
 
 

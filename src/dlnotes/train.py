@@ -124,6 +124,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
+        "--steps-per-execution",
+        type=int,
+        default=None,
+        help="training steps per compiled call (default: 32 on a GPU, 1 on a CPU)",
+    )
+    parser.add_argument(
         "--distribute",
         choices=["none", "mirrored"],
         default="none",
@@ -221,6 +227,7 @@ def run(args: argparse.Namespace) -> dict:
         strategy = tf.distribute.MirroredStrategy()
         replicas = strategy.num_replicas_in_sync
     global_batch = config.batch_size * replicas
+    steps_per_execution = args.steps_per_execution or (32 if capability is not None else 1)
     steps_per_epoch = len(x_train) // global_batch
     if steps_per_epoch < 1:
         raise ValueError(
@@ -252,6 +259,7 @@ def run(args: argparse.Namespace) -> dict:
             label_smoothing=config.label_smoothing,
             policy=policy,
             jit_compile=True if capability is not None else "auto",
+            steps_per_execution=steps_per_execution,
         )
 
     if strategy is not None:
@@ -277,7 +285,7 @@ def run(args: argparse.Namespace) -> dict:
         f"{model.count_params():,} parameters",
         flush=True,
     )
-    throughput = training.Throughput(global_batch)
+    throughput = training.Throughput(global_batch, images_per_epoch=len(x_train))
     model.fit(
         x_train,
         y_train,
