@@ -136,3 +136,20 @@ def test_bad_arguments_are_reported(tiny_imagenet: Path, tmp_path: Path) -> None
         tiny_imagenet, tmp_path / "b", *TINY[:-2], "--batch-size", "5000", "--epochs", "1"
     )
     assert too_big.returncode == 1 and "larger than the 300 training images" in too_big.stderr
+
+
+@pytest.mark.slow
+def test_trained_model_reloads_for_inference(smoke_run, tiny_imagenet: Path) -> None:
+    import numpy as np
+
+    from dlnotes import train
+
+    out_dir, metrics = smoke_run
+    model = train.load_trained_model(out_dir)
+    val = data.read_split(tiny_imagenet, "val")
+    predictions = np.argmax(model.predict(data.load_images(val.paths), verbose=0), axis=1)
+    assert np.mean(predictions == val.labels) == pytest.approx(metrics["best_val_top1"], abs=0.01)
+    with pytest.raises(FileNotFoundError, match="not a finished training run"):
+        train.load_trained_model(out_dir / "nowhere")
+    with pytest.raises(ValueError, match="'best' or 'last'"):
+        train.load_trained_model(out_dir, weights="first")

@@ -307,12 +307,40 @@ def with_preprocessing(
     return keras.Model(inputs, backbone(x), name=f"{backbone.name}_with_preprocessing")
 
 
-def forward_flops(model: keras.Model) -> int:
-    """Multiply-accumulates × 2 of one image's forward pass through convolutions and dense layers.
+def layer_costs(model: keras.Model) -> dict[str, tuple[int, int]]:
+    """Parameters and forward FLOPs per image of every convolution and dense layer.
 
-    Batch normalisation, activations, additions and pooling are left out (they are memory-bound
-    and add well under 1 % of the arithmetic). A training step costs about 3× this (forward,
-    gradient with respect to the activations, gradient with respect to the weights).
+    Two FLOPs per multiply-accumulate. Batch normalisation, activations, additions and pooling are
+    left out (they are memory-bound and add well under 1 % of the arithmetic).
+
+    Args:
+        model: A built Keras model; nested models are included, their layer names prefixed with
+            the nested model's name and a slash.
+
+    Returns:
+        ``{layer name: (parameters, FLOPs)}`` in layer order.
+    """
+    costs: dict[str, tuple[int, int]] = {}
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            for name, cost in layer_costs(layer).items():
+                costs[f"{layer.name}/{name}"] = cost
+        elif isinstance(layer, layers.Conv2D):
+            kernel_h, kernel_w = layer.kernel_size
+            in_channels = layer.input.shape[-1]
+            _, out_h, out_w, out_channels = layer.output.shape
+            macs = out_h * out_w * out_channels * kernel_h * kernel_w * in_channels // layer.groups
+            costs[layer.name] = (layer.count_params(), 2 * macs)
+        elif isinstance(layer, layers.Dense):
+            costs[layer.name] = (layer.count_params(), 2 * layer.input.shape[-1] * layer.units)
+    return costs
+
+
+def forward_flops(model: keras.Model) -> int:
+    """FLOPs of one image's forward pass (see :func:`layer_costs`).
+
+    A training step costs about 3× this (forward, gradient with respect to the activations,
+    gradient with respect to the weights).
 
     Args:
         model: A built Keras model; nested models are counted too.
@@ -320,17 +348,4 @@ def forward_flops(model: keras.Model) -> int:
     Returns:
         Floating-point operations per image.
     """
-    total = 0
-    for layer in model.layers:
-        if isinstance(layer, keras.Model):
-            total += forward_flops(layer)
-        elif isinstance(layer, layers.Conv2D):
-            kernel_h, kernel_w = layer.kernel_size
-            in_channels = layer.input.shape[-1]
-            _, out_h, out_w, out_channels = layer.output.shape
-            total += (
-                2 * out_h * out_w * out_channels * kernel_h * kernel_w * in_channels // layer.groups
-            )
-        elif isinstance(layer, layers.Dense):
-            total += 2 * layer.input.shape[-1] * layer.units
-    return int(total)
+    return int(sum(flops for _, flops in layer_costs(model).values()))

@@ -17,12 +17,15 @@ import argparse
 import json
 import os
 import sys
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
 from dlnotes import data, paths, profiles, runtime
+
+keras = runtime.import_quietly("keras")
 
 
 @dataclass(frozen=True)
@@ -196,7 +199,6 @@ def run(args: argparse.Namespace) -> dict:
             cpu, [tf.config.LogicalDeviceConfiguration()] * args.logical_cpus
         )
     print(runtime.describe(), flush=True)
-    keras = runtime.import_quietly("keras")
     from dlnotes import models, training
 
     config = make_config(args)
@@ -214,6 +216,10 @@ def run(args: argparse.Namespace) -> dict:
     x_val = data.load_images(val_split.paths, progress=sys.stderr.isatty())
     mean = x_train.reshape(-1, 3).mean(axis=0)
     std = x_train.reshape(-1, 3).std(axis=0)
+    _write_json(
+        out_dir / "dataset.json",
+        {"mean": mean.tolist(), "std": std.tolist(), "class_ids": train_split.class_ids},
+    )
 
     keras.utils.set_random_seed(config.seed)
     capability = training.gpu_compute_capability()
@@ -313,6 +319,44 @@ def run(args: argparse.Namespace) -> dict:
     _write_json(out_dir / "metrics.json", metrics)
     print(json.dumps(metrics), flush=True)
     return metrics
+
+
+def load_trained_model(out_dir: str | os.PathLike[str], *, weights: str = "best") -> keras.Model:
+    """Rebuild the model of a finished run and load its weights, for inference.
+
+    Args:
+        out_dir: The run folder (holds ``config.json`` and ``dataset.json``).
+        weights: ``"best"`` (highest validation accuracy) or ``"last"`` (the latest backup).
+
+    Returns:
+        The model: uint8 images in, logits out (augmentation is inactive at inference).
+
+    Raises:
+        FileNotFoundError: If the folder is not a finished run.
+        ValueError: For an unknown ``weights`` choice.
+    """
+    from dlnotes import models
+
+    out_dir = Path(out_dir)
+    files = {"best": out_dir / "best.weights.h5", "last": out_dir / "backup" / "latest.weights.h5"}
+    if weights not in files:
+        raise ValueError(f"weights must be 'best' or 'last', got {weights!r}")
+    for needed in (out_dir / "config.json", out_dir / "dataset.json", files[weights]):
+        if not needed.is_file():
+            raise FileNotFoundError(f"not a finished training run: {needed} is missing")
+    config = json.loads((out_dir / "config.json").read_text())
+    dataset = json.loads((out_dir / "dataset.json").read_text())
+    backbone = models.build_resnet(
+        len(dataset["class_ids"]), tuple(config["levels"]), config["width"]
+    )
+    model = models.with_preprocessing(
+        backbone, dataset["mean"], dataset["std"], padding=config["augment_padding"]
+    )
+    with warnings.catch_warnings():
+        # The files also hold the optimizer's state, which an inference model does not need.
+        warnings.filterwarnings("ignore", message=".*optimizer.*")
+        model.load_weights(files[weights])
+    return model
 
 
 def main(argv: list[str] | None = None) -> int:
