@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 import warnings
@@ -234,11 +235,11 @@ def run(args: argparse.Namespace) -> dict:
         replicas = strategy.num_replicas_in_sync
     global_batch = config.batch_size * replicas
     steps_per_execution = args.steps_per_execution or (32 if capability is not None else 1)
-    steps_per_epoch = len(x_train) // global_batch
-    if steps_per_epoch < 1:
+    if global_batch > len(x_train):
         raise ValueError(
             f"batch of {global_batch} is larger than the {len(x_train)} training images"
         )
+    steps_per_epoch = -(-len(x_train) // global_batch)  # Keras keeps the last, partial batch
 
     def build() -> keras.Model:
         backbone = models.build_resnet(num_classes, config.levels, config.width, dtype=policy)
@@ -304,12 +305,20 @@ def run(args: argparse.Namespace) -> dict:
     )
     results = model.evaluate(x_val, y_val, batch_size=global_batch, verbose=0, return_dict=True)
     history = training.read_log(out_dir / "history.csv")
+    rate = throughput.steady_rate
+    previous = out_dir / "metrics.json"
+    if math.isnan(rate):  # nothing left to train: keep the rate measured by the earlier run
+        rate = (
+            json.loads(previous.read_text()).get("train_images_per_second")
+            if previous.is_file()
+            else None
+        )
     metrics = {
         "val_top1": float(results["accuracy"]),
         "val_top5": float(results["top5"]),
         "best_val_top1": max(history.get("val_accuracy", [results["accuracy"]])),
         "epochs_completed": len(history.get("epoch", [])),
-        "train_images_per_second": throughput.steady_rate,
+        "train_images_per_second": rate,
         "backend": runtime.keras_backend(),
         "device": runtime.device_description(),
         "profile": config.profile,
