@@ -1,0 +1,64 @@
+"""Label a split of Tiny ImageNet with a pretrained ImageNet classifier, without moving any file.
+
+Usage:
+    python data_scripts/pseudo_label.py --data-dir ROOT --split test --model HANDLE_OR_PATH
+        --out labels.csv [--threshold T] [--batch-size B]
+
+HANDLE_OR_PATH is a TF Hub handle (default: the MobileNetV2 classifier of the source notes) or a
+local SavedModel folder. Predictions are restricted to the dataset's own classes; rows below the
+confidence threshold are left out. The CSV (path,wnid,confidence) can be passed to
+dlnotes.data.read_split(..., labels_csv=...) to use the labels.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from dlnotes import data, hub, paths
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-dir", type=Path, default=None, help="dataset root")
+    parser.add_argument("--split", choices=data.SPLITS, default="test")
+    parser.add_argument(
+        "--model", default=hub.MOBILENET_V2_HANDLE, help="TF Hub handle or SavedModel folder"
+    )
+    parser.add_argument("--out", type=Path, required=True, help="CSV manifest to write")
+    parser.add_argument(
+        "--threshold", type=float, default=0.0, help="minimum confidence to keep a row"
+    )
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--input-size", type=int, default=hub.MOBILENET_V2_INPUT_SIZE)
+    args = parser.parse_args(argv)
+    root = args.data_dir if args.data_dir is not None else paths.data_dir()
+    try:
+        if not 0 <= args.threshold <= 1:
+            raise ValueError(f"--threshold must be in [0, 1], got {args.threshold}")
+        split = data.read_split(root, args.split)
+        indices = hub.class_logit_indices(split.class_ids)
+        classifier = hub.load_classifier(args.model, input_size=args.input_size)
+        labels, confidence = hub.predict_split(
+            classifier,
+            split.paths,
+            indices,
+            batch_size=args.batch_size,
+            progress=sys.stderr.isatty(),
+        )
+        kept = hub.write_manifest(
+            args.out, split.paths, labels, confidence, split.class_ids, threshold=args.threshold
+        )
+    except (FileNotFoundError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    print(
+        f"labelled {len(split.paths)} {args.split} images; wrote {kept} rows with confidence "
+        f"≥ {args.threshold} to {args.out}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
