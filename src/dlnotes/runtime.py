@@ -71,7 +71,11 @@ def import_quietly(module: str) -> ModuleType:
         return sys.modules[module]
     with native_stderr_silenced(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return importlib.import_module(module)
+        imported = importlib.import_module(module)
+    if module == "tensorflow":
+        # TensorFlow's Python logger prints INFO lines such as "Assets written to: …" on stderr.
+        imported.get_logger().setLevel("ERROR")
+    return imported
 
 
 def keras_backend() -> str:
