@@ -1,0 +1,116 @@
+"""Transfer learning with a MobileNetV2 backbone from ``keras.applications``.
+
+Two phases, as in the keras-io guide: (1) **feature extraction** — the backbone is frozen and only
+a new classification head is trained; (2) **fine-tuning** — the top part of the backbone is
+unfrozen and everything trains further with a learning rate about ten times lower. The backbone is
+always called with ``training=False``, so its batch-normalisation layers keep using the statistics
+they were trained with, even while their weights are being fine-tuned.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from dlnotes import runtime
+
+keras = runtime.import_quietly("keras")
+layers = keras.layers
+
+MOBILENET_ALPHAS = (0.35, 0.5, 0.75, 1.0, 1.3, 1.4)
+
+
+def build_transfer_model(
+    num_classes: int,
+    *,
+    image_size: int = 64,
+    input_size: int = 96,
+    alpha: float = 0.35,
+    weights: str | os.PathLike[str] | None = None,
+    dropout: float = 0.2,
+    seed: int | None = None,
+) -> tuple[keras.Model, keras.Model]:
+    """Build ``uint8 images → resize → augment → [−1, 1] → MobileNetV2 (frozen) → head``.
+
+    Args:
+        num_classes: Number of output logits (≥ 2).
+        image_size: Height and width of the incoming images (Tiny ImageNet: 64).
+        input_size: Resolution the backbone sees (MobileNetV2's ImageNet weights exist for 96,
+            128, 160, 192 and 224).
+        alpha: Width multiplier of MobileNetV2.
+        weights: ``None`` (random initialisation), ``"imagenet"`` (downloaded by Keras; needs the
+            internet) or the path of a weights file (``.h5``) for the same ``alpha`` and size.
+        dropout: Dropout rate before the head.
+        seed: Seed of the augmentation layers.
+
+    Returns:
+        ``(model, backbone)``; the backbone starts frozen.
+
+    Raises:
+        ValueError: For an unsupported ``alpha``, an input smaller than 32 pixels, fewer than two
+            classes or a weights file that does not exist.
+    """
+    if num_classes < 2:
+        raise ValueError(f"num_classes must be at least 2, got {num_classes}")
+    if alpha not in MOBILENET_ALPHAS:
+        raise ValueError(f"alpha must be one of {MOBILENET_ALPHAS}, got {alpha!r}")
+    if input_size < 32:
+        raise ValueError(f"MobileNetV2 needs inputs of at least 32×32, got {input_size}")
+    if weights not in (None, "imagenet") and not os.path.isfile(weights):
+        raise ValueError(f"weights file not found: {weights}")
+    backbone = keras.applications.MobileNetV2(
+        input_shape=(input_size, input_size, 3),
+        include_top=False,
+        weights=None if weights is None else os.fspath(weights),
+        alpha=alpha,
+    )
+    backbone.trainable = False
+    inputs = keras.Input((image_size, image_size, 3), dtype="uint8", name="uint8_images")
+    x = layers.Resizing(input_size, input_size, name="resize")(inputs)
+    x = layers.RandomFlip("horizontal", seed=seed, name="random_flip")(x)
+    x = layers.RandomRotation(0.05, fill_mode="reflect", seed=seed, name="random_rotation")(x)
+    # MobileNetV2 saw pixels scaled to [-1, 1] (keras.applications.mobilenet_v2.preprocess_input).
+    x = layers.Rescaling(1 / 127.5, offset=-1.0, name="to_minus_one_one")(x)
+    x = backbone(x, training=False)
+    x = layers.GlobalAveragePooling2D(name="pool")(x)
+    x = layers.Dropout(dropout, name="dropout")(x)
+    outputs = layers.Dense(num_classes, name="logits")(x)
+    return keras.Model(inputs, outputs, name="mobilenet_v2_transfer"), backbone
+
+
+def unfreeze_from(backbone: keras.Model, first_trainable: int | str) -> int:
+    """Make the backbone trainable from one layer on, keeping the layers before it frozen.
+
+    Batch-normalisation layers stay frozen as well: their weights (scale and offset) would be
+    trained against statistics they no longer update, since the backbone runs in inference mode.
+
+    Args:
+        backbone: The backbone returned by :func:`build_transfer_model`.
+        first_trainable: Index or name of the first layer to train.
+
+    Returns:
+        Number of layers that are now trainable.
+
+    Raises:
+        ValueError: For an index out of range or an unknown layer name.
+    """
+    names = [layer.name for layer in backbone.layers]
+    if isinstance(first_trainable, str):
+        if first_trainable not in names:
+            raise ValueError(f"no layer named {first_trainable!r} in {backbone.name}")
+        start = names.index(first_trainable)
+    else:
+        if not 0 <= first_trainable < len(names):
+            raise ValueError(f"first_trainable must be in [0, {len(names)}), got {first_trainable}")
+        start = first_trainable
+    backbone.trainable = True
+    count = 0
+    for index, layer in enumerate(backbone.layers):
+        layer.trainable = index >= start and not isinstance(layer, layers.BatchNormalization)
+        count += layer.trainable
+    return count
+
+
+def trainable_parameters(model: Any) -> int:
+    """Number of trainable scalars of a model."""
+    return int(sum(int(keras.ops.size(w)) for w in model.trainable_weights))
