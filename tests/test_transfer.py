@@ -27,7 +27,7 @@ def test_backbone_starts_frozen_and_only_the_head_trains(built) -> None:
 
 
 def test_unfreeze_from_keeps_early_layers_and_batch_norm_frozen(built) -> None:
-    model, backbone = built
+    _, backbone = built
     count = transfer.unfreeze_from(backbone, 100)
     trainable = [layer for layer in backbone.layers if layer.trainable]
     assert count == len(trainable) > 0
