@@ -15,6 +15,7 @@ import tempfile
 import zipfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from dlnotes import synthetic
@@ -61,6 +62,18 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     workdir = _state.get("workdir")
     if isinstance(workdir, Path):
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def shift_flip_candidates(image: np.ndarray, padding: int) -> list[np.ndarray]:
+    """Every image a reflect-padded crop (shift ≤ padding) followed by an optional flip can give."""
+    padded = np.pad(image, [(padding, padding), (padding, padding), (0, 0)], mode="reflect")
+    size = image.shape[0]
+    crops = [
+        padded[y : y + size, x : x + size]
+        for y in range(2 * padding + 1)
+        for x in range(2 * padding + 1)
+    ]
+    return crops + [c[:, ::-1] for c in crops]
 
 
 @pytest.fixture(scope="session")

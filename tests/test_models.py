@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import shift_flip_candidates
 
 from dlnotes import runtime
 
@@ -131,23 +132,12 @@ def test_one_training_step_changes_the_weights() -> None:
     assert any(not np.array_equal(a, b) for a, b in zip(before, model.get_weights(), strict=True))
 
 
-def _candidates(image: np.ndarray, padding: int) -> list[np.ndarray]:
-    padded = np.pad(image, [(padding, padding), (padding, padding), (0, 0)], mode="reflect")
-    size = image.shape[0]
-    crops = [
-        padded[y : y + size, x : x + size]
-        for y in range(2 * padding + 1)
-        for x in range(2 * padding + 1)
-    ]
-    return crops + [c[:, ::-1] for c in crops]
-
-
 def test_random_shift_flip_is_a_reflected_shift_and_flip() -> None:
     images = np.random.default_rng(0).integers(0, 256, size=(6, 12, 12, 3)).astype("float32")
     layer = models.RandomShiftFlip(padding=2, seed=1)
     outputs = np.asarray(layer(images, training=True))
     for image, output in zip(images, outputs, strict=True):
-        assert any(np.array_equal(output, c) for c in _candidates(image, 2))
+        assert any(np.array_equal(output, c) for c in shift_flip_candidates(image, 2))
     assert any(not np.array_equal(o, i) for o, i in zip(outputs, images, strict=True))
     np.testing.assert_array_equal(np.asarray(layer(images, training=False)), images)
     clone = models.RandomShiftFlip.from_config(layer.get_config())

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import shift_flip_candidates
 
 from dlnotes import data, pipeline, tfrecord
 
@@ -88,17 +89,6 @@ def test_train_dataset_reshuffles_each_epoch(train_split, stats) -> None:
     assert sorted(first) == sorted(second)
 
 
-def _candidates(image: np.ndarray, padding: int) -> list[np.ndarray]:
-    padded = np.pad(image, [(padding, padding), (padding, padding), (0, 0)], mode="reflect")
-    size = image.shape[0]
-    crops = [
-        padded[y : y + size, x : x + size]
-        for y in range(2 * padding + 1)
-        for x in range(2 * padding + 1)
-    ]
-    return crops + [c[:, ::-1] for c in crops]
-
-
 def test_augmentation_is_a_reflect_padded_crop_and_flip() -> None:
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, size=(6, 16, 16, 3)).astype(np.uint8)
@@ -106,7 +96,7 @@ def test_augmentation_is_a_reflect_padded_crop_and_flip() -> None:
     outputs = pipeline.random_crop_flip(tf.constant(images), padding=3).numpy()
     assert outputs.shape == images.shape and outputs.dtype == np.uint8
     for image, output in zip(images, outputs, strict=True):
-        assert any(np.array_equal(output, c) for c in _candidates(image, 3))
+        assert any(np.array_equal(output, c) for c in shift_flip_candidates(image, 3))
     assert any(not np.array_equal(o, i) for o, i in zip(outputs, images, strict=True))
 
 

@@ -28,6 +28,14 @@ def _as_float_array(
     return array
 
 
+def _shifted_logits(z: ArrayLike) -> Array:
+    """``z − max(z)`` along the last axis: the largest exponent becomes ``exp(0) = 1``."""
+    z = _as_float_array(z, "z")
+    if z.ndim == 0:
+        raise ValueError(f"z must have at least one axis, got a scalar {z!r}")
+    return z - np.max(z, axis=-1, keepdims=True)
+
+
 def softmax(z: ArrayLike) -> Array:
     """Softmax along the last axis, computed stably by subtracting the maximum first.
 
@@ -43,11 +51,7 @@ def softmax(z: ArrayLike) -> Array:
     Raises:
         ValueError: If ``z`` is a scalar or empty.
     """
-    z = _as_float_array(z, "z")
-    if z.ndim == 0:
-        raise ValueError(f"z must have at least one axis (softmax), got a scalar {z!r}")
-    shifted = z - np.max(z, axis=-1, keepdims=True)
-    exponentials = np.exp(shifted)
+    exponentials = np.exp(_shifted_logits(z))
     return exponentials / np.sum(exponentials, axis=-1, keepdims=True)
 
 
@@ -63,10 +67,7 @@ def log_softmax(z: ArrayLike) -> Array:
     Raises:
         ValueError: If ``z`` is a scalar or empty.
     """
-    z = _as_float_array(z, "z")
-    if z.ndim == 0:
-        raise ValueError(f"z must have at least one axis (log_softmax), got a scalar {z!r}")
-    shifted = z - np.max(z, axis=-1, keepdims=True)
+    shifted = _shifted_logits(z)
     return shifted - np.log(np.sum(np.exp(shifted), axis=-1, keepdims=True))
 
 

@@ -108,6 +108,15 @@ def softmax_jacobian_difference(size: int = 3) -> Derivation:
     return compare(jacobian, sp.diag(*p) - p * p.T)
 
 
+def _softmax_and_label(size: int, label: int) -> tuple[sp.Matrix, sp.Matrix, sp.Matrix]:
+    """Symbolic logits z, their softmax p and the one-hot label, after checking the label."""
+    if not 0 <= label < size:
+        raise ValueError(f"label must be in [0, {size}), got {label}")
+    z = _vector("z", size)
+    onehot = sp.Matrix([1 if i == label else 0 for i in range(size)])
+    return z, softmax_vector(z), onehot
+
+
 def cross_entropy_gradient_difference(size: int = 3, label: int = 0) -> Derivation:
     """Differentiate ``e = −log softmax(z)_k`` and compare with ``p − onehot(k)``.
 
@@ -121,13 +130,9 @@ def cross_entropy_gradient_difference(size: int = 3, label: int = 0) -> Derivati
     Raises:
         ValueError: If ``label`` is out of range.
     """
-    if not 0 <= label < size:
-        raise ValueError(f"label must be in [0, {size}), got {label}")
-    z = _vector("z", size)
-    p = softmax_vector(z)
+    z, p, onehot = _softmax_and_label(size, label)
     error = -sp.log(p[label])
     gradient = sp.Matrix([sp.diff(error, zi) for zi in z])
-    onehot = sp.Matrix([1 if i == label else 0 for i in range(size)])
     return compare(gradient, p - onehot)
 
 
@@ -144,13 +149,9 @@ def cross_entropy_chain_rule_difference(size: int = 3, label: int = 0) -> Deriva
     Raises:
         ValueError: If ``label`` is out of range.
     """
-    if not 0 <= label < size:
-        raise ValueError(f"label must be in [0, {size}), got {label}")
-    z = _vector("z", size)
-    p = softmax_vector(z)
+    z, p, onehot = _softmax_and_label(size, label)
     de_dp = sp.Matrix([-1 / p[label] if i == label else 0 for i in range(size)])
     chained = p.jacobian(z).T * de_dp
-    onehot = sp.Matrix([1 if i == label else 0 for i in range(size)])
     return compare(chained, p - onehot)
 
 
