@@ -63,3 +63,12 @@ def test_wrong_newton_order_fails_for_matrices() -> None:
 def test_bad_sizes_are_rejected(call) -> None:
     with pytest.raises(ValueError, match="got"):
         call()
+
+
+def test_gate_rules() -> None:
+    assert symbolic.sigmoid_derivative_difference().holds
+    result = symbolic.matmul_gradient_differences(2, 3, 4)
+    assert result.de_dX.holds and result.de_dW.holds
+    assert result.de_dX.derived.shape == (2, 3) and result.de_dW.derived.shape == (3, 4)
+    with pytest.raises(ValueError, match=r"sizes must be at least 1, got \(0, 3, 2\)"):
+        symbolic.matmul_gradient_differences(0, 3, 2)

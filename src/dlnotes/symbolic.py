@@ -246,3 +246,51 @@ def optimal_step_size_difference(size: int = 2) -> Derivation:
     (alpha_star,) = sp.solve(sp.diff(model, alpha), alpha)
     closed_form = (g.T * g)[0, 0] / (g.T * A * g)[0, 0]
     return compare(sp.Matrix([alpha_star]), sp.Matrix([closed_form]))
+
+
+def sigmoid_derivative_difference() -> Derivation:
+    """Differentiate ``σ(x) = 1/(1 + e^{−x})`` and compare with ``σ(x)(1 − σ(x))``."""
+    x = sp.Symbol("x", real=True)
+    sigma = 1 / (1 + sp.exp(-x))
+    return compare(sp.Matrix([sp.diff(sigma, x)]), sp.Matrix([sigma * (1 - sigma)]))
+
+
+@dataclass(frozen=True)
+class MatmulDerivations:
+    """The two gradients of ``e = Σ G ⊙ (X W)``: with respect to X and to W."""
+
+    de_dX: Derivation
+    de_dW: Derivation
+
+
+def matmul_gradient_differences(
+    rows: int = 2, inner: int = 3, columns: int = 2
+) -> MatmulDerivations:
+    """Differentiate ``e = Σ_ij G_ij (X W)_ij`` and compare with ``G Wᵀ`` and ``Xᵀ G``.
+
+    ``G`` stands for the upstream gradient ``∂e/∂Y`` of ``Y = X W``: any error is linear in ``Y``
+    to first order.
+
+    Args:
+        rows: Rows N of X.
+        inner: Columns of X, rows of W (D).
+        columns: Columns M of W.
+
+    Returns:
+        The two derivations.
+
+    Raises:
+        ValueError: If a size is smaller than 1.
+    """
+    if min(rows, inner, columns) < 1:
+        raise ValueError(f"sizes must be at least 1, got {(rows, inner, columns)}")
+
+    def matrix(name: str, r: int, c: int) -> sp.Matrix:
+        return sp.Matrix(r, c, lambda i, j: sp.Symbol(f"{name}_{i + 1}{j + 1}", real=True))
+
+    X, W, G = matrix("X", rows, inner), matrix("W", inner, columns), matrix("G", rows, columns)
+    error = sum(G.multiply_elementwise(X * W))
+    return MatmulDerivations(
+        de_dX=compare(X.applyfunc(lambda x: sp.diff(error, x)), G * W.T),
+        de_dW=compare(W.applyfunc(lambda w: sp.diff(error, w)), X.T * G),
+    )
