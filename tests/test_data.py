@@ -204,3 +204,26 @@ def test_synthetic_dataset_has_the_traps(tmp_path: Path) -> None:
         with Image.open(path) as image:
             modes.add(image.mode)
     assert modes == {"L", "RGB"}
+
+
+def test_find_root_prefers_the_configured_dataset(tiny_imagenet: Path, capsys) -> None:
+    assert data.find_root() == tiny_imagenet
+    assert str(tiny_imagenet) in capsys.readouterr().out
+
+
+def test_find_root_falls_back_to_a_synthetic_stand_in_in_smoke(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys
+) -> None:
+    from dlnotes import hub, profiles
+
+    monkeypatch.setenv("DLNOTES_DATA_DIR", str(tmp_path / "nothing-here"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    root = data.find_root(profiles.Profile("smoke", "test"))
+    assert "SYNTHETIC" in capsys.readouterr().out
+    class_ids = data.read_class_ids(root)
+    assert len(class_ids) == 10 and set(class_ids) <= set(hub.imagenet_wnids())
+    assert len(data.read_split(root, "train").paths) == 1000
+    assert data.find_root(profiles.Profile("smoke", "test"), announce=False) == root  # reused
+    assert not list((tmp_path / "cache" / "dlnotes").glob(".*partial"))
+    with pytest.raises(FileNotFoundError, match="download_tiny_imagenet.py"):
+        data.find_root(profiles.Profile("full", "test"))

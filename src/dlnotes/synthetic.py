@@ -68,12 +68,19 @@ def write_tiny_imagenet(
         raise ValueError(f"test_images must be non-negative, got {test_images}")
     rng = np.random.default_rng(seed)
     dataset = Path(root) / "tiny-imagenet-200"
-    class_ids = [f"n{90000000 + i:08d}" for i in range(num_classes)]
+    # Real ImageNet-1k ids (spread over the list), so that code mapping classes onto ImageNet
+    # outputs (pseudo-labelling) runs on the stand-in too. The pixels are synthetic patterns.
+    from dlnotes import hub
+
+    imagenet = hub.imagenet_wnids()
+    if num_classes > len(imagenet):
+        raise ValueError(f"num_classes must be at most {len(imagenet)}, got {num_classes}")
+    class_ids = imagenet[:: len(imagenet) // num_classes][:num_classes]
     dataset.mkdir(parents=True, exist_ok=True)
     (dataset / "wnids.txt").write_text("".join(f"{wnid}\n" for wnid in class_ids))
     (dataset / "words.txt").write_text(
         "n00001740\tentity\n"
-        + "".join(f"{wnid}\tsynthetic class {i}, pattern {i}\n" for i, wnid in enumerate(class_ids))
+        + "".join(f"{wnid}\tsynthetic pattern {i}\n" for i, wnid in enumerate(class_ids))
     )
     for label, wnid in enumerate(class_ids):
         images = dataset / "train" / wnid / "images"
