@@ -225,5 +225,5 @@ def test_find_root_falls_back_to_a_synthetic_stand_in_in_smoke(
     assert len(data.read_split(root, "train").paths) == 1000
     assert data.find_root(profiles.Profile("smoke", "test"), announce=False) == root  # reused
     assert not list((tmp_path / "cache" / "dlnotes").glob(".*partial"))
-    with pytest.raises(FileNotFoundError, match="download_tiny_imagenet.py"):
+    with pytest.raises(FileNotFoundError, match=r"download_tiny_imagenet\.py"):
         data.find_root(profiles.Profile("full", "test"))
