@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
 import zipfile
 from pathlib import Path
@@ -62,6 +64,16 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     workdir = _state.get("workdir")
     if isinstance(workdir, Path):
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def run_script(script: Path, *args: str, timeout: int = 600) -> subprocess.CompletedProcess[str]:
+    """Run one of the repository's Python scripts with this interpreter and capture its output."""
+    return subprocess.run(
+        [sys.executable, str(script), *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def shift_flip_candidates(image: np.ndarray, padding: int) -> list[np.ndarray]:

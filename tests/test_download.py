@@ -5,14 +5,13 @@ from __future__ import annotations
 import hashlib
 import http.server
 import io
-import subprocess
-import sys
 import threading
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from conftest import run_script
 
 from dlnotes import data, download
 
@@ -85,25 +84,19 @@ def md5(blob: bytes) -> str:
     return hashlib.md5(blob).hexdigest()
 
 
-def run_script(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, str(SCRIPT), *args], capture_output=True, text=True, timeout=300
-    )
-
-
 def test_script_downloads_verifies_extracts_and_then_does_nothing(
     server: ArchiveServer, archive_bytes: bytes, tmp_path: Path
 ) -> None:
     server.files["/tiny.zip"] = archive_bytes
     root = tmp_path / "data" / "tiny-imagenet-200"
     args = ("--url", server.url("/tiny.zip"), "--md5", md5(archive_bytes), "--dest", str(root))
-    first = run_script(*args)
+    first = run_script(SCRIPT, *args)
     assert first.returncode == 0, first.stderr
     assert "ready at" in first.stdout
     paths, labels, class_ids = data.read_split(root, "train")
     assert len(paths) == len(labels) > 0 and class_ids
     assert not list(root.parent.glob(".tiny-imagenet-200.partial-*"))
-    second = run_script(*args)
+    second = run_script(SCRIPT, *args)
     assert second.returncode == 0 and "nothing to do" in second.stdout
     assert server.requests == ["/tiny.zip"]  # the second run made no request
 
@@ -134,12 +127,12 @@ def test_interrupted_download_gives_a_clear_message_and_recovers(
     server.truncate.add("/tiny.zip")
     root = tmp_path / "tiny-imagenet-200"
     args = ("--url", server.url("/tiny.zip"), "--md5", md5(archive_bytes), "--dest", str(root))
-    failed = run_script(*args)
+    failed = run_script(SCRIPT, *args)
     assert failed.returncode == 1
     assert "error:" in failed.stderr and "run the command again" in failed.stderr.lower()
     assert not root.exists()
     server.truncate.clear()
-    recovered = run_script(*args)
+    recovered = run_script(SCRIPT, *args)
     assert recovered.returncode == 0, recovered.stderr
     assert download.is_prepared(root)
 

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import csv
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import run_script
 
 from dlnotes import data, hub
 
@@ -93,28 +92,10 @@ def test_cli_writes_a_manifest_that_read_split_accepts(
 ) -> None:
     out = tmp_path / "labels.csv"
     before = sorted(p.name for p in (tiny_imagenet / "test" / "images").iterdir())
-    result = subprocess.run(
-        [
-            sys.executable,
-            str(REPO / "data_scripts" / "pseudo_label.py"),
-            "--data-dir",
-            str(tiny_imagenet),
-            "--split",
-            "test",
-            "--model",
-            str(standin),
-            "--out",
-            str(out),
-            "--threshold",
-            "0.15",
-            "--batch-size",
-            "32",
-            "--input-size",
-            str(SMALL_INPUT),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
+    result = run_script(
+        REPO / "data_scripts" / "pseudo_label.py",
+        *("--data-dir", tiny_imagenet, "--split", "test", "--model", standin, "--out", out),
+        *("--threshold", "0.15", "--batch-size", "32", "--input-size", SMALL_INPUT),
     )
     assert result.returncode == 0, result.stderr
     with out.open(newline="") as handle:
@@ -129,40 +110,11 @@ def test_cli_writes_a_manifest_that_read_split_accepts(
 
 
 def test_cli_errors(tiny_imagenet: Path, tmp_path: Path) -> None:
-    script = str(REPO / "data_scripts" / "pseudo_label.py")
-    missing = subprocess.run(
-        [
-            sys.executable,
-            script,
-            "--data-dir",
-            str(tiny_imagenet),
-            "--model",
-            str(tmp_path),
-            "--out",
-            str(tmp_path / "x.csv"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    script = REPO / "data_scripts" / "pseudo_label.py"
+    common = ("--data-dir", tiny_imagenet, "--model", tmp_path, "--out", tmp_path / "x.csv")
+    missing = run_script(script, *common)
     assert missing.returncode == 1 and "not a SavedModel folder" in missing.stderr
-    bad = subprocess.run(
-        [
-            sys.executable,
-            script,
-            "--data-dir",
-            str(tiny_imagenet),
-            "--model",
-            str(tmp_path),
-            "--out",
-            str(tmp_path / "x.csv"),
-            "--threshold",
-            "2",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    bad = run_script(script, *common, "--threshold", "2")
     assert bad.returncode == 1 and "--threshold must be in [0, 1]" in bad.stderr
 
 

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import shift_flip_candidates
+from conftest import run_script, shift_flip_candidates
 
 from dlnotes import data, pipeline, tfrecord
 
@@ -247,65 +245,21 @@ def test_reader_rejects_missing_files(tmp_path: Path) -> None:
 
 def test_make_tfrecords_script(tiny_imagenet: Path, tmp_path: Path) -> None:
     script = REPO / "data_scripts" / "make_tfrecords.py"
-    result = subprocess.run(
-        [
-            sys.executable,
-            str(script),
-            "--data-dir",
-            str(tiny_imagenet),
-            "--out-dir",
-            str(tmp_path),
-            "--split",
-            "val",
-            "--num-shards",
-            "2",
-            "--compression",
-            "GZIP",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    arguments = ("--out-dir", tmp_path, "--split", "val", "--num-shards", "2")
+    result = run_script(script, "--data-dir", tiny_imagenet, *arguments, "--compression", "GZIP")
     assert result.returncode == 0, result.stderr
     assert "val images into 2 shard(s)" in result.stdout
     assert len(tfrecord.shard_files(tmp_path, "val")) == 2
-    bad = subprocess.run(
-        [
-            sys.executable,
-            str(script),
-            "--data-dir",
-            str(tmp_path / "missing"),
-            "--out-dir",
-            str(tmp_path),
-            "--split",
-            "val",
-            "--num-shards",
-            "2",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    bad = run_script(script, "--data-dir", tmp_path / "missing", *arguments)
     assert bad.returncode == 1 and "not a Tiny ImageNet root" in bad.stderr
 
 
 def test_pipeline_benchmark_prints_five_rates(tiny_imagenet: Path) -> None:
     import json
 
-    result = subprocess.run(
-        [
-            sys.executable,
-            str(REPO / "benchmarks" / "pipeline.py"),
-            "--data-dir",
-            str(tiny_imagenet),
-            "--repeat",
-            "2",
-            "--batch-size",
-            "64",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
+    result = run_script(
+        REPO / "benchmarks" / "pipeline.py",
+        *("--data-dir", tiny_imagenet, "--repeat", "2", "--batch-size", "64"),
     )
     assert result.returncode == 0, result.stderr
     rates = json.loads(result.stdout.strip().splitlines()[-1])
