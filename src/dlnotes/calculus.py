@@ -8,6 +8,7 @@ it is the column vector (∂e/∂x)ᵀ. Every function here is checked against
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -102,6 +103,13 @@ def _check_labels(z: Array, k: ArrayLike) -> NDArray[np.int64]:
     return labels.astype(np.int64)
 
 
+def _logits_and_label_positions(z: ArrayLike, k: ArrayLike) -> tuple[Array, Any]:
+    """Checked logits and the index of each example's correct-class entry in them."""
+    z = _as_float_array(z, "z", ndim=(1, 2))
+    labels = _check_labels(z, k)
+    return z, (labels if z.ndim == 1 else (np.arange(z.shape[0]), labels))
+
+
 def cross_entropy(z: ArrayLike, k: ArrayLike) -> Array | float:
     """Cross-entropy of the softmax of ``z`` with the one-hot label ``k``: ``−log softmax(z)[k]``.
 
@@ -118,12 +126,9 @@ def cross_entropy(z: ArrayLike, k: ArrayLike) -> Array | float:
     Raises:
         ValueError: For logits that are not 1-D or 2-D, or labels of the wrong shape or range.
     """
-    z = _as_float_array(z, "z", ndim=(1, 2))
-    labels = _check_labels(z, k)
-    log_p = log_softmax(z)
-    if z.ndim == 1:
-        return float(-log_p[labels])
-    return -log_p[np.arange(z.shape[0]), labels]
+    z, positions = _logits_and_label_positions(z, k)
+    losses = -log_softmax(z)[positions]
+    return float(losses) if z.ndim == 1 else losses
 
 
 def cross_entropy_grad(z: ArrayLike, k: ArrayLike) -> Array:
@@ -139,13 +144,9 @@ def cross_entropy_grad(z: ArrayLike, k: ArrayLike) -> Array:
     Raises:
         ValueError: For logits that are not 1-D or 2-D, or labels of the wrong shape or range.
     """
-    z = _as_float_array(z, "z", ndim=(1, 2))
-    labels = _check_labels(z, k)
+    z, positions = _logits_and_label_positions(z, k)
     gradient = softmax(z)
-    if z.ndim == 1:
-        gradient[labels] -= 1.0
-    else:
-        gradient[np.arange(z.shape[0]), labels] -= 1.0
+    gradient[positions] -= 1.0
     return gradient
 
 
