@@ -1,98 +1,153 @@
-"""Training throughput of the Tiny ImageNet ResNet: precisions and batch sizes side by side.
+"""Training throughput of the trainer's own network and input path, on synthetic images.
 
 Usage:
-    KERAS_BACKEND=jax python benchmarks/train_throughput.py [--batch-sizes 128,256,512]
-        [--precisions mixed_bfloat16,float32] [--steps 50] [--steps-per-execution 1]
-        [--levels 4,6,3,2] [--width 64]
+    KERAS_BACKEND=jax python benchmarks/train_throughput.py [--configs 4,6,3,2:64:256 …]
+        [--steps 60] [--mix cutmix] [--distribute none|data-parallel] [--profile full]
 
-Trains the full model (uint8 input, in-model augmentation and normalisation, SGD, 200 classes)
-on synthetic in-memory images for two passes of ``--steps`` steps; the rate of the second pass
-(after XLA compilation) is reported in images per second, with the model-FLOP utilisation
-(3 × forward FLOPs per image × rate / datasheet peak of the card). Runs on whatever backend and
-device it finds. The last line is one JSON list of the measurements.
+Each configuration ``LEVELS:WIDTH:BATCH`` (batch per device) is trained exactly as
+``python -m dlnotes.train`` trains it — the images held in accelerator memory by
+``ImageLookup``, index batches with MixUp/CutMix parameters from ``IndexBatches``, augmentation
+and mixing inside the compiled step, the profile's optimiser, precision and steps per execution —
+for two epochs of ``--steps`` steps on random uint8 images (200 classes). Reported per
+configuration: images per second in the second epoch, the seconds the first epoch took beyond
+the second (≈ compilation), and the model-FLOP utilisation MFU = 3 × forward FLOPs per image ×
+rate / the card's datasheet peak (NVIDIA H100 SXM: 989 TFLOP/s dense bf16; the peak used is
+printed). The last line is one JSON list of the measurements.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import time
 
 import numpy as np
 
-from dlnotes import runtime
+from dlnotes import runtime, train
 
 
-def main(argv: list[str] | None = None) -> list[dict]:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--batch-sizes", default="128,256,512")
-    parser.add_argument("--precisions", default="mixed_bfloat16,float32")
-    parser.add_argument("--steps", type=int, default=50)
-    parser.add_argument("--steps-per-execution", default="1")
-    parser.add_argument("--levels", default="4,6,3,2")
-    parser.add_argument("--width", type=int, default=64)
-    parser.add_argument("--classes", type=int, default=200)
-    parser.add_argument(
-        "--on-device",
-        default="0",
-        help="comma list of 0/1: 1 puts the uint8 images in accelerator memory first",
-    )
-    parser.add_argument(
-        "--no-augment", action="store_true", help="leave out the in-model augmentation"
-    )
-    args = parser.parse_args(argv)
-    print(runtime.describe(), flush=True)
+def measure(
+    levels: tuple[int, ...],
+    width: int,
+    batch_size: int,
+    *,
+    steps: int,
+    mix: str,
+    distribute: str,
+    profile: str,
+    steps_per_execution: int | None,
+) -> dict:
+    """Train one configuration for two short epochs and return its measurements."""
     keras = runtime.import_quietly("keras")
     from dlnotes import models, training
 
-    levels = tuple(int(v) for v in args.levels.split(","))
-    device = runtime.device_description()
-    flops = models.forward_flops(models.build_resnet(args.classes, levels, args.width))
-    print(f"forward pass: {flops / 1e9:.3f} GFLOP per image; {device}", flush=True)
+    keras.utils.clear_session()
+    config = train.TrainConfig.for_profile(
+        profile, levels=levels, width=width, batch_size=batch_size, mix=mix
+    )
+    capability = training.gpu_compute_capability()
+    policy = training.precision_policy(capability)
+    spe = steps_per_execution or (32 if capability is not None else 1)
     rng = np.random.default_rng(0)
+    with train.distribution(distribute) as (replicas, scope):
+        global_batch = batch_size * replicas
+        count = steps * global_batch
+        dataset = train.Dataset(
+            train_images=rng.integers(0, 256, (count, 64, 64, 3), dtype=np.uint8),
+            train_labels=rng.integers(0, 200, count),
+            val_images=rng.integers(0, 256, (global_batch, 64, 64, 3), dtype=np.uint8),
+            val_labels=rng.integers(0, 200, global_batch),
+            class_ids=[f"n{i:08d}" for i in range(200)],
+            mean=[120.0] * 3,
+            std=[64.0] * 3,
+            decode_seconds=0.0,
+        )
+        with scope:
+            started = time.perf_counter()
+            backbone, built = train.build_models(
+                config,
+                dataset,
+                replicas=replicas,
+                steps_per_epoch=steps,
+                policy=policy,
+                jit_compile=True if capability is not None else "auto",
+                steps_per_execution=spe,
+            )
+            build_seconds = time.perf_counter() - started
+        meter = training.Throughput(global_batch, images_per_epoch=count)
+        built.train.fit(
+            train.training_batches(config, dataset, global_batch),
+            epochs=2,
+            verbose=0,
+            callbacks=[meter],
+        )
+    device = runtime.device_description()
+    rate = meter.rates[-1]
+    flops = models.forward_flops(backbone)
+    peak = training.peak_flops(device, policy)
+    return {
+        "levels": list(levels),
+        "width": width,
+        "batch_per_device": batch_size,
+        "replicas": replicas,
+        "mix": mix,
+        "precision": policy,
+        "steps_per_execution": spe,
+        "images_per_second": round(rate, 1),
+        "first_epoch_extra_seconds": round(meter.epoch_seconds[0] - meter.epoch_seconds[1], 2),
+        "build_seconds": round(build_seconds, 2),
+        "forward_gflop_per_image": round(flops / 1e9, 4),
+        "parameters": int(backbone.count_params()),
+        "mfu": None if peak is None else round(3 * flops * rate / peak, 4),
+        "peak_flops": peak,
+        "device": device,
+        "backend": runtime.keras_backend(),
+        "keras_version": keras.__version__,
+    }
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument(
+        "--configs",
+        nargs="+",
+        default=None,
+        help="LEVELS:WIDTH:BATCH, e.g. 4,6,3,2:64:256 (default: the full profile's network)",
+    )
+    parser.add_argument("--steps", type=int, default=60, help="steps per measured epoch")
+    parser.add_argument("--mix", default=None, help="mixing mode (default: the profile's)")
+    parser.add_argument("--distribute", default="none", choices=train.DISTRIBUTE_CHOICES)
+    parser.add_argument("--profile", default="full", choices=["smoke", "full"])
+    parser.add_argument("--steps-per-execution", type=int, default=None)
+    args = parser.parse_args(argv)
+    print(runtime.describe(), flush=True)
+    defaults = train.PROFILE_DEFAULTS[args.profile]
+    configs = args.configs or [
+        f"{','.join(map(str, defaults['levels']))}:{defaults['width']}:{defaults['batch_size']}"
+    ]
     results = []
-    for precision in args.precisions.split(","):
-        for batch in (int(b) for b in args.batch_sizes.split(",")):
-            for spe, on_device in (
-                (int(s), bool(int(d)))
-                for s in args.steps_per_execution.split(",")
-                for d in args.on_device.split(",")
-            ):
-                keras.utils.clear_session()
-                images = rng.integers(0, 256, size=(batch * args.steps, 64, 64, 3), dtype=np.uint8)
-                labels = rng.integers(0, args.classes, size=batch * args.steps)
-                if on_device:
-                    images = keras.ops.convert_to_tensor(images)
-                    labels = keras.ops.convert_to_tensor(labels)
-                backbone = models.build_resnet(args.classes, levels, args.width, dtype=precision)
-                model = models.with_preprocessing(
-                    backbone, [120.0] * 3, [64.0] * 3, augment=not args.no_augment
-                )
-                optimizer = training.make_optimizer("sgd", 0.1, weight_decay=5e-5)
-                training.compile_classifier(
-                    model, optimizer, policy=precision, jit_compile=True, steps_per_execution=spe
-                )
-                meter = training.Throughput(batch)
-                model.fit(images, labels, batch_size=batch, epochs=2, verbose=0, callbacks=[meter])
-                rate = meter.rates[-1]
-                peak = training.peak_flops(device, precision)
-                mfu = 3 * flops * rate / peak if peak else None
-                row = {
-                    "precision": precision,
-                    "batch_size": batch,
-                    "steps_per_execution": spe,
-                    "images_per_second": round(rate, 1),
-                    "mfu": None if mfu is None else round(mfu, 4),
-                    "backend": runtime.keras_backend(),
-                    "device": device,
-                }
-                results.append(row)
-                mfu_text = "n/a" if mfu is None else f"{mfu:.1%}"
-                print(
-                    f"{precision:<16} batch {batch:>4}  steps/exec {spe:>2}  "
-                    f"{'on device' if on_device else 'from host'}  "
-                    f"{rate:>10,.0f} images/s  MFU {mfu_text}",
-                    flush=True,
-                )
+    for text in configs:
+        levels_text, width, batch = text.split(":")
+        row = measure(
+            tuple(int(v) for v in levels_text.split(",")),
+            int(width),
+            int(batch),
+            steps=args.steps,
+            mix=args.mix or defaults["mix"],
+            distribute=args.distribute,
+            profile=args.profile,
+            steps_per_execution=args.steps_per_execution,
+        )
+        results.append(row)
+        mfu = "n/a" if row["mfu"] is None else f"{row['mfu']:.1%}"
+        peak = "" if row["peak_flops"] is None else f" of {row['peak_flops'] / 1e12:.0f} TFLOP/s"
+        print(
+            f"levels {levels_text:<9} width {int(width):>3}  batch {int(batch):>4} × "
+            f"{row['replicas']}  {row['images_per_second']:>9,.0f} img/s  "
+            f"MFU {mfu}{peak}  first epoch +{row['first_epoch_extra_seconds']:.1f} s  "
+            f"{row['forward_gflop_per_image']:.3f} GFLOP  {row['parameters']:,} params",
+            flush=True,
+        )
     print(json.dumps(results))
     return results
 

@@ -19,10 +19,14 @@ The architecture is the one of the course's source notes, with their bugs fixed:
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import keras
+import numpy as np
 from keras import layers, ops
+
+from dlnotes import device_data, mixing
 
 
 def _check_positive_int(value: Any, name: str) -> int:
@@ -265,6 +269,20 @@ class RandomShiftFlip(layers.Layer):
         return {**super().get_config(), "padding": self.padding, "seed": self.seed}
 
 
+def _to_float(name: str) -> layers.Layer:
+    return layers.Lambda(lambda t: ops.cast(t, "float32"), name=name)
+
+
+def _normalization(mean: Sequence[float], std: Sequence[float], channels: int) -> layers.Layer:
+    if len(mean) != channels or len(std) != channels:
+        raise ValueError(f"need {channels} means and stds, got {len(mean)} and {len(std)}")
+    if min(std) <= 0:
+        raise ValueError(f"std must be positive, got {list(std)}")
+    return layers.Normalization(
+        mean=[float(m) for m in mean], variance=[float(s) ** 2 for s in std], name="normalize"
+    )
+
+
 def with_preprocessing(
     backbone: keras.Model,
     mean: Sequence[float],
@@ -294,17 +312,105 @@ def with_preprocessing(
     Raises:
         ValueError: If ``mean`` and ``std`` do not have one entry per channel or ``std`` ≤ 0.
     """
-    channels = backbone.input_shape[-1]
-    if len(mean) != channels or len(std) != channels:
-        raise ValueError(f"need {channels} means and stds, got {len(mean)} and {len(std)}")
-    if min(std) <= 0:
-        raise ValueError(f"std must be positive, got {list(std)}")
+    normalize = _normalization(mean, std, backbone.input_shape[-1])
     inputs = keras.Input(shape=backbone.input_shape[1:], dtype="uint8", name="uint8_images")
-    x = layers.Lambda(lambda t: ops.cast(t, "float32"), name="to_float")(inputs)
+    x = _to_float("to_float")(inputs)
     if augment:
         x = RandomShiftFlip(padding=padding, seed=seed, name="augment")(x)
-    x = layers.Normalization(mean=list(mean), variance=[s**2 for s in std], name="normalize")(x)
+    x = normalize(x)
     return keras.Model(inputs, backbone(x), name=f"{backbone.name}_with_preprocessing")
+
+
+@dataclass(frozen=True)
+class TrainingModels:
+    """Three models that share one backbone and one normalisation layer.
+
+    Attributes:
+        train: Image indices (plus, with mixing, ``partner``, ``box`` and ``mix_weight``) →
+            logits. Gathers the images from accelerator memory, augments them (random shift and
+            flip), blends them with MixUp/CutMix in training, normalises them. Used by ``fit``
+            and for the validation curves.
+        flip_averaged: Image indices → the mean of the logits of each image and of its mirror
+            image (test-time augmentation).
+        inference: uint8 images ``(B, H, W, C)`` → logits, for use after training.
+    """
+
+    train: keras.Model
+    flip_averaged: keras.Model
+    inference: keras.Model
+
+
+def build_training_models(
+    backbone: keras.Model,
+    images: np.ndarray,
+    mean: Sequence[float],
+    std: Sequence[float],
+    *,
+    padding: int = 4,
+    seed: int | None = None,
+    mix: bool = False,
+) -> TrainingModels:
+    """Build the models the trainer uses around a backbone, with the images in device memory.
+
+    Args:
+        backbone: Model of normalised float images, e.g. from :func:`build_resnet`.
+        images: ``(N, H, W, C)`` uint8 array of every image the indices may name (training
+            images first, then validation images); held by a
+            :class:`dlnotes.device_data.ImageLookup` layer.
+        mean: Per-channel mean of the training pixels, in [0, 255].
+        std: Per-channel standard deviation, in [0, 255].
+        padding: Largest random shift of :class:`RandomShiftFlip`.
+        seed: Seed of the augmentation (the partner images use ``seed + 1``).
+        mix: Add the MixUp/CutMix inputs and the :class:`dlnotes.mixing.MixImages` layer.
+
+    Returns:
+        The three models.
+
+    Raises:
+        ValueError: For images that do not match the backbone's input, or bad ``mean``/``std``.
+    """
+    image_shape = tuple(backbone.input_shape[1:])
+    if np.ndim(images) != 4 or tuple(np.shape(images)[1:]) != image_shape:
+        raise ValueError(
+            f"images must have shape (N, {', '.join(map(str, image_shape))}), "
+            f"got {np.shape(images)}"
+        )
+    normalize = _normalization(mean, std, image_shape[-1])
+    lookup = device_data.ImageLookup(images, name="image_lookup")
+    to_float = _to_float("to_float")
+
+    def augmented(indices: Any, name: str, layer_seed: int | None) -> Any:
+        x = to_float(lookup(indices))
+        return RandomShiftFlip(padding=padding, seed=layer_seed, name=name)(x)
+
+    index = keras.Input(shape=(), dtype="int32", name="index")
+    inputs: dict[str, Any] = {"index": index}
+    x = augmented(index, "augment", seed)
+    if mix:
+        inputs.update(
+            partner=keras.Input(shape=(), dtype="int32", name="partner"),
+            box=keras.Input(shape=(4,), dtype="int32", name="box"),
+            mix_weight=keras.Input(shape=(), dtype="float32", name="mix_weight"),
+        )
+        partner = augmented(
+            inputs["partner"], "augment_partner", None if seed is None else seed + 1
+        )
+        x = mixing.MixImages(name="mix")([x, partner, inputs["box"], inputs["mix_weight"]])
+    train = keras.Model(inputs, backbone(normalize(x)), name="train_model")
+
+    eval_index = keras.Input(shape=(), dtype="int32", name="index")
+    plain = normalize(to_float(lookup(eval_index)))
+    mirrored = layers.Lambda(lambda t: ops.flip(t, axis=2), name="mirror")(plain)
+    averaged = layers.Average(name="flip_average", dtype="float32")(
+        [backbone(plain), backbone(mirrored)]
+    )
+    flip_averaged = keras.Model({"index": eval_index}, averaged, name="flip_averaged_model")
+
+    uint8_images = keras.Input(shape=image_shape, dtype="uint8", name="uint8_images")
+    inference = keras.Model(
+        uint8_images, backbone(normalize(to_float(uint8_images))), name="inference_model"
+    )
+    return TrainingModels(train=train, flip_averaged=flip_averaged, inference=inference)
 
 
 def layer_costs(model: keras.Model) -> dict[str, tuple[int, int]]:

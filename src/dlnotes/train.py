@@ -1,37 +1,70 @@
 """Train the Tiny ImageNet ResNet from the command line, resumably.
 
 Usage:
-    python -m dlnotes.train --data-dir ROOT --out-dir OUT [--epochs N] [--batch-size B]
-        [--levels 4,6,3,2] [--width 64] [--profile smoke|full]
+    python -m dlnotes.train --data-dir ROOT --out-dir OUT [--profile smoke|full]
+        [--epochs N] [--batch-size B] [--levels 4,6,3,2] [--width 64] [--mix cutmix] …
+        [--distribute none|data-parallel] [--dry-run]
 
 Re-running the same command after an interruption — even ``kill -9`` in the middle of an epoch —
 resumes from ``OUT/backup`` and finishes the requested number of epochs; ``OUT/history.csv`` has
-each epoch exactly once. At the end ``OUT/metrics.json`` holds ``val_top1``, ``val_top5``,
-``epochs_completed``, ``train_images_per_second``, ``backend``, ``device`` and ``profile``.
-Works on every Keras backend (``KERAS_BACKEND=jax`` on a GPU machine without TensorFlow).
+each epoch exactly once. At the end ``OUT/metrics.json`` holds the validation accuracy, where the
+time went (decoding, first epoch with compilation, steady epochs, final evaluation, the whole
+command), the versions, the device and the dataset's size. ``--dry-run`` prints the resolved
+configuration as JSON and exits. Works on every Keras backend (``KERAS_BACKEND=jax`` on a GPU
+machine without TensorFlow).
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-import math
-import os
-import sys
-import warnings
-from dataclasses import asdict, dataclass
-from pathlib import Path
+import time
 
-import numpy as np
+_STARTED = time.perf_counter()  # the command's wall time counts from here (before heavy imports)
 
-from dlnotes import data, paths, profiles, runtime
+import argparse  # noqa: E402
+import contextlib  # noqa: E402
+import datetime  # noqa: E402
+import json  # noqa: E402
+import math  # noqa: E402
+import os  # noqa: E402
+import sys  # noqa: E402
+import warnings  # noqa: E402
+from collections.abc import Iterator  # noqa: E402
+from dataclasses import asdict, dataclass, fields  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import TYPE_CHECKING, Any  # noqa: E402
 
-keras = runtime.import_quietly("keras")
+import numpy as np  # noqa: E402
+
+from dlnotes import data, mixing, paths, profiles, runtime  # noqa: E402
+
+if TYPE_CHECKING:
+    import keras
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Everything that defines a run; stored in ``OUT/config.json`` and checked on resume."""
+    """Everything that defines a run's result; stored in ``OUT/config.json``, checked on resume.
+
+    Attributes:
+        profile: ``"smoke"`` or ``"full"``.
+        epochs: Training epochs.
+        batch_size: Images per step per device (the global batch is this × devices).
+        levels: Identity bottlenecks per level of the ResNet.
+        width: Channels after the stem.
+        optimizer: ``"sgd"`` (Nesterov), ``"adam"`` or ``"adamw"``.
+        learning_rate: Peak learning rate for one device; scaled linearly with the devices.
+        warmup_epochs: Epochs of linear warm-up before the cosine decay.
+        weight_decay: Decoupled weight decay (not on batch-norm parameters and biases).
+        label_smoothing: Label smoothing of the cross-entropy.
+        augment_padding: Largest random shift in pixels (0: flips only).
+        mix: MixUp/CutMix mode, one of :data:`dlnotes.mixing.MODES`.
+        mix_alpha: Beta parameter of the mixing.
+        mix_probability: Share of training images that are mixed.
+        test_time_flip: Report the final accuracy on the mean logits of each validation image
+            and its mirror image.
+        max_train_per_class: Use at most this many training images per class (None: all).
+        seed: Seed of the initialisation, the data order and the augmentation.
+    """
 
     profile: str
     epochs: int
@@ -44,12 +77,69 @@ class TrainConfig:
     weight_decay: float
     label_smoothing: float
     augment_padding: int
+    mix: str
+    mix_alpha: float
+    mix_probability: float
+    test_time_flip: bool
     max_train_per_class: int | None
     seed: int
 
+    @classmethod
+    def for_profile(cls, profile: str | None = None, **overrides: Any) -> TrainConfig:
+        """The configuration of a run profile, with some settings overridden.
 
-PROFILE_DEFAULTS = {
-    # Runs in about a minute on 2 CPU cores on the 10-class mini archive.
+        Args:
+            profile: ``"smoke"``, ``"full"`` or ``"auto"``; default ``$DLNOTES_PROFILE`` or auto.
+            **overrides: Field values to use instead of the profile's defaults.
+
+        Returns:
+            The validated configuration.
+
+        Raises:
+            ValueError: For an unknown profile or field, or an invalid value.
+        """
+        name = profiles.get_profile(profile).name
+        unknown = sorted(set(overrides) - {f.name for f in fields(cls)})
+        if unknown:
+            raise ValueError(f"unknown TrainConfig field(s): {unknown}")
+        values = {**PROFILE_DEFAULTS[name], "seed": 0, **overrides, "profile": name}
+        values["levels"] = tuple(values["levels"])
+        config = cls(**values)
+        config.validate()
+        return config
+
+    def validate(self) -> None:
+        """Check every field's range.
+
+        Raises:
+            ValueError: Naming the first invalid field and its value.
+        """
+        checks = [
+            ("epochs", self.epochs >= 1),
+            ("batch_size", self.batch_size >= 1),
+            ("levels", len(self.levels) >= 1 and min(self.levels) >= 1),
+            ("width", self.width >= 4 and self.width % 4 == 0),
+            ("optimizer", self.optimizer in ("sgd", "adam", "adamw")),
+            ("learning_rate", self.learning_rate > 0),
+            ("warmup_epochs", 0 <= self.warmup_epochs),
+            ("weight_decay", self.weight_decay >= 0),
+            ("label_smoothing", 0 <= self.label_smoothing < 1),
+            ("augment_padding", self.augment_padding >= 0),
+            ("mix", self.mix in mixing.MODES),
+            ("mix_alpha", self.mix_alpha > 0),
+            ("mix_probability", 0 <= self.mix_probability <= 1),
+            (
+                "max_train_per_class",
+                self.max_train_per_class is None or self.max_train_per_class >= 1,
+            ),
+        ]
+        for name, ok in checks:
+            if not ok:
+                raise ValueError(f"invalid {name}: {getattr(self, name)!r}")
+
+
+PROFILE_DEFAULTS: dict[str, dict[str, Any]] = {
+    # Runs in about a minute on 2 CPU cores on 10 classes × 100 images.
     "smoke": {
         "epochs": 12,
         "batch_size": 32,
@@ -61,9 +151,13 @@ PROFILE_DEFAULTS = {
         "weight_decay": 5e-5,
         "label_smoothing": 0.1,
         "augment_padding": 4,
+        "mix": "none",
+        "mix_alpha": 1.0,
+        "mix_probability": 1.0,
+        "test_time_flip": True,
         "max_train_per_class": None,
     },
-    # The default network on the full Tiny ImageNet on one GPU.
+    # The full Tiny ImageNet on one GPU in under ten minutes.
     "full": {
         "epochs": 40,
         "batch_size": 256,
@@ -75,9 +169,15 @@ PROFILE_DEFAULTS = {
         "weight_decay": 5e-5,
         "label_smoothing": 0.1,
         "augment_padding": 4,
+        "mix": "cutmix",
+        "mix_alpha": 1.0,
+        "mix_probability": 0.5,
+        "test_time_flip": True,
         "max_train_per_class": None,
     },
 }
+
+DISTRIBUTE_CHOICES = ("none", "data-parallel", "mirrored")
 
 
 def _levels(text: str) -> tuple[int, ...]:
@@ -92,9 +192,25 @@ def _levels(text: str) -> tuple[int, ...]:
     return levels
 
 
+def _on_off(text: str) -> bool:
+    if text.lower() in ("on", "true", "1", "yes"):
+        return True
+    if text.lower() in ("off", "false", "0", "no"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected on or off, got {text!r}")
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Parse the command line of ``python -m dlnotes.train``.
+
+    Args:
+        argv: The arguments (default: ``sys.argv[1:]``).
+
+    Returns:
+        The parsed arguments; recipe options left out are None (the profile decides).
+    """
     parser = argparse.ArgumentParser(
-        prog="python -m dlnotes.train", description=__doc__.splitlines()[0]
+        prog="python -m dlnotes.train", description=(__doc__ or "").splitlines()[0]
     )
     parser.add_argument(
         "--data-dir",
@@ -116,12 +232,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--levels", type=_levels, help="blocks per level, e.g. 4,6,3,2")
     parser.add_argument("--width", type=int)
     parser.add_argument("--optimizer", choices=["sgd", "adam", "adamw"])
-    parser.add_argument("--learning-rate", type=float, help="peak learning rate")
+    parser.add_argument("--learning-rate", type=float, help="peak learning rate for one device")
     parser.add_argument("--warmup-epochs", type=float)
     parser.add_argument("--weight-decay", type=float)
     parser.add_argument("--label-smoothing", type=float)
     parser.add_argument(
         "--augment-padding", type=int, help="largest random shift in pixels (0: flips only)"
+    )
+    parser.add_argument("--mix", choices=mixing.MODES, help="MixUp / CutMix")
+    parser.add_argument("--mix-alpha", type=float, help="Beta parameter of the mixing")
+    parser.add_argument("--mix-probability", type=float, help="share of mixed training images")
+    parser.add_argument(
+        "--test-time-flip", type=_on_off, help="on/off: average the logits of image and mirror"
     )
     parser.add_argument(
         "--max-train-per-class", type=int, help="use a subset of the training images"
@@ -131,13 +253,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--steps-per-execution",
         type=int,
         default=None,
-        help="training steps per compiled call (default: 32 on a GPU, 1 on a CPU)",
+        help="training steps per call of the compiled function (default: 32 on a GPU, 1 on a CPU)",
     )
     parser.add_argument(
         "--distribute",
-        choices=["none", "mirrored"],
+        choices=DISTRIBUTE_CHOICES,
         default="none",
-        help="mirrored: tf.distribute.MirroredStrategy over all local GPUs (TensorFlow backend)",
+        help="data-parallel: every local accelerator, with keras.distribution.DataParallel on "
+        "JAX or tf.distribute.MirroredStrategy on TensorFlow ('mirrored' is an alias)",
+    )
+    parser.add_argument(
+        "--decode-workers",
+        type=int,
+        default=None,
+        help="processes that decode the JPEGs (default: the CPU count, at most 32)",
     )
     parser.add_argument(
         "--logical-cpus",
@@ -145,18 +274,36 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=0,
         help="split the CPU into N logical devices (tests the multi-device path without GPUs)",
     )
+    parser.add_argument(
+        "--dry-run", action="store_true", help="print the resolved configuration and exit"
+    )
     return parser.parse_args(argv)
 
 
 def make_config(args: argparse.Namespace) -> TrainConfig:
-    """Merge the command line over the defaults of the resolved profile."""
-    profile = profiles.get_profile(args.profile)
-    values = dict(PROFILE_DEFAULTS[profile.name])
-    for key in values:
-        given = getattr(args, key)
-        if given is not None:
-            values[key] = tuple(given) if key == "levels" else given
-    return TrainConfig(profile=profile.name, seed=args.seed, **values)
+    """Merge the command line over the defaults of the resolved profile.
+
+    Args:
+        args: From :func:`parse_args`.
+
+    Returns:
+        The validated configuration.
+
+    Raises:
+        ValueError: For an invalid value.
+    """
+    overrides = {
+        key: getattr(args, key)
+        for key in PROFILE_DEFAULTS["full"]
+        if getattr(args, key, None) is not None
+    }
+    return TrainConfig.for_profile(args.profile, seed=args.seed, **overrides)
+
+
+def _write_json(path: Path, value: dict[str, Any]) -> None:
+    partial = path.with_suffix(path.suffix + ".partial")
+    partial.write_text(json.dumps(value, indent=2) + "\n")
+    os.replace(partial, path)
 
 
 def _check_resume(out_dir: Path, config: TrainConfig) -> None:
@@ -175,24 +322,252 @@ def _check_resume(out_dir: Path, config: TrainConfig) -> None:
         _write_json(saved, current)
 
 
-def _write_json(path: Path, value: dict) -> None:
-    partial = path.with_suffix(path.suffix + ".partial")
-    partial.write_text(json.dumps(value, indent=2) + "\n")
-    os.replace(partial, path)
+@dataclass(frozen=True)
+class Dataset:
+    """The decoded images of a run, in host memory.
+
+    Attributes:
+        train_images: ``(N, 64, 64, 3)`` uint8.
+        train_labels: ``(N,)`` int64.
+        val_images: ``(M, 64, 64, 3)`` uint8.
+        val_labels: ``(M,)`` int64.
+        class_ids: WordNet ids, the label order.
+        mean: Per-channel mean of the training pixels.
+        std: Per-channel standard deviation of the training pixels.
+        decode_seconds: Time spent listing and decoding the files.
+    """
+
+    train_images: np.ndarray
+    train_labels: np.ndarray
+    val_images: np.ndarray
+    val_labels: np.ndarray
+    class_ids: list[str]
+    mean: list[float]
+    std: list[float]
+    decode_seconds: float
 
 
 def _subset(split: data.SplitFiles, per_class: int | None) -> tuple[list[str], np.ndarray]:
+    labels = split.labels
+    assert labels is not None
     if per_class is None:
-        return split.paths, split.labels
+        return split.paths, labels
     keep = np.concatenate(
-        [np.flatnonzero(split.labels == c)[:per_class] for c in range(len(split.class_ids))]
+        [np.flatnonzero(labels == c)[:per_class] for c in range(len(split.class_ids))]
     )
     keep.sort()
-    return [split.paths[i] for i in keep], split.labels[keep]
+    return [split.paths[i] for i in keep], labels[keep]
 
 
-def run(args: argparse.Namespace) -> dict:
-    """Train according to ``args`` and return the metrics written to ``metrics.json``."""
+def load_dataset(root: Path, config: TrainConfig, *, workers: int = 1) -> Dataset:
+    """List and decode the training and validation images of a run.
+
+    Args:
+        root: Tiny ImageNet root.
+        config: The run's configuration (``max_train_per_class``).
+        workers: Decoding processes.
+
+    Returns:
+        The decoded dataset with its pixel statistics.
+
+    Raises:
+        FileNotFoundError: For a wrong root or missing files.
+        ValueError: For malformed annotations or unreadable images.
+    """
+    started = time.perf_counter()
+    train_split, val_split = data.read_split(root, "train"), data.read_split(root, "val")
+    train_paths, train_labels = _subset(train_split, config.max_train_per_class)
+    assert val_split.labels is not None
+    print(
+        f"decoding {len(train_paths)} training and {len(val_split.paths)} validation images "
+        f"with {workers} process(es)",
+        flush=True,
+    )
+    progress = sys.stderr.isatty()
+    train_images = data.load_images(train_paths, progress=progress, workers=workers)
+    val_images = data.load_images(val_split.paths, progress=progress, workers=workers)
+    mean, std = data.pixel_stats(train_images)
+    return Dataset(
+        train_images=train_images,
+        train_labels=train_labels,
+        val_images=val_images,
+        val_labels=val_split.labels,
+        class_ids=train_split.class_ids,
+        mean=mean.tolist(),
+        std=std.tolist(),
+        decode_seconds=time.perf_counter() - started,
+    )
+
+
+@contextlib.contextmanager
+def distribution(kind: str) -> Iterator[tuple[int, Any]]:
+    """Spread training over every local accelerator with the active backend's engine.
+
+    * ``"none"``: one device;
+    * ``"data-parallel"`` (alias ``"mirrored"``): on JAX, ``keras.distribution.DataParallel``
+      (one program over all devices; batch-norm statistics are computed over the global batch);
+      on TensorFlow, ``tf.distribute.MirroredStrategy`` (one replica per device; batch-norm
+      statistics per replica). The global batch is the per-device batch × the replicas.
+
+    Args:
+        kind: One of :data:`DISTRIBUTE_CHOICES`.
+
+    Yields:
+        ``(replicas, scope)``: the number of replicas and a context manager to build and
+        compile the model in.
+
+    Raises:
+        ValueError: For an unknown kind or a backend without a data-parallel engine here.
+    """
+    if kind not in DISTRIBUTE_CHOICES:
+        raise ValueError(f"distribute must be one of {DISTRIBUTE_CHOICES}, got {kind!r}")
+    if kind == "none":
+        yield 1, contextlib.nullcontext()
+        return
+    backend = runtime.keras_backend()
+    if backend == "tensorflow":
+        tf = runtime.import_quietly("tensorflow")
+        strategy = tf.distribute.MirroredStrategy()
+        yield strategy.num_replicas_in_sync, strategy.scope()
+        return
+    if backend == "jax":
+        keras = runtime.import_quietly("keras")
+        devices = keras.distribution.list_devices()
+        keras.distribution.set_distribution(keras.distribution.DataParallel(devices=devices))
+        try:
+            yield len(devices), contextlib.nullcontext()
+        finally:
+            keras.distribution.set_distribution(None)
+        return
+    raise ValueError(f"--distribute {kind} needs the JAX or TensorFlow backend, not {backend}")
+
+
+def _versions() -> dict[str, str]:
+    keras = runtime.import_quietly("keras")
+    backend = runtime.keras_backend()
+    module = runtime.import_quietly(backend)
+    return {
+        "keras_version": keras.__version__,
+        "backend": backend,
+        "backend_version": str(getattr(module, "__version__", "unknown")),
+        "python_version": sys.version.split()[0],
+    }
+
+
+def build_models(
+    config: TrainConfig,
+    dataset: Dataset,
+    *,
+    replicas: int,
+    steps_per_epoch: int,
+    policy: str,
+    jit_compile: bool | str,
+    steps_per_execution: int,
+) -> tuple[keras.Model, Any]:
+    """Build the ResNet and the trainer's models around it, and compile them.
+
+    Call inside the distribution scope. The learning rate is scaled linearly with the replicas
+    (the global batch grows with them).
+
+    Args:
+        config: The run's configuration.
+        dataset: The decoded images (training then validation images go to device memory).
+        replicas: Devices the global batch is split over.
+        steps_per_epoch: Optimiser steps per epoch (for the schedule).
+        policy: Keras dtype policy of the backbone.
+        jit_compile: Passed to ``compile``.
+        steps_per_execution: Passed to ``compile``.
+
+    Returns:
+        ``(backbone, models)`` with ``models`` a :class:`dlnotes.models.TrainingModels`.
+    """
+    from dlnotes import models, training
+
+    backbone = models.build_resnet(
+        len(dataset.class_ids), config.levels, config.width, dtype=policy
+    )
+    built = models.build_training_models(
+        backbone,
+        np.concatenate([dataset.train_images, dataset.val_images]),
+        dataset.mean,
+        dataset.std,
+        padding=config.augment_padding,
+        seed=config.seed,
+        mix=config.mix != "none",
+    )
+    schedule = training.learning_rate_schedule(
+        peak=config.learning_rate * replicas,
+        steps_per_epoch=steps_per_epoch,
+        epochs=config.epochs,
+        warmup_epochs=min(config.warmup_epochs, config.epochs - 1),
+    )
+    optimizer = training.make_optimizer(
+        config.optimizer, schedule, weight_decay=config.weight_decay or None
+    )
+    for model in (built.train, built.flip_averaged):
+        training.compile_classifier(
+            model,
+            optimizer,
+            label_smoothing=config.label_smoothing,
+            policy=policy,
+            jit_compile=jit_compile,
+            steps_per_execution=steps_per_execution,
+            soft_targets=True,
+        )
+    return backbone, built
+
+
+def training_batches(
+    config: TrainConfig, dataset: Dataset, global_batch: int, *, first_epoch: int = 0
+) -> Any:
+    """The shuffled training batches of indices (with MixUp/CutMix parameters) of a run.
+
+    Args:
+        config: The run's configuration.
+        dataset: The decoded images.
+        global_batch: Images per step over all replicas.
+        first_epoch: Epoch to start the sequence at (resuming).
+
+    Returns:
+        A :class:`dlnotes.device_data.IndexBatches`.
+    """
+    from dlnotes import device_data
+
+    return device_data.IndexBatches(
+        dataset.train_labels,
+        len(dataset.class_ids),
+        global_batch,
+        shuffle=True,
+        seed=config.seed,
+        mix_mode=config.mix,
+        mix_alpha=config.mix_alpha,
+        mix_probability=config.mix_probability,
+        mixing_inputs=config.mix != "none",
+        image_size=(dataset.train_images.shape[1], dataset.train_images.shape[2]),
+        first_epoch=first_epoch,
+    )
+
+
+def run(args: argparse.Namespace, *, started: float | None = None) -> dict[str, Any]:
+    """Train according to ``args`` and return the metrics written to ``metrics.json``.
+
+    Args:
+        args: From :func:`parse_args`.
+        started: ``time.perf_counter()`` value the wall time counts from (default: now).
+
+    Returns:
+        The metrics.
+
+    Raises:
+        ValueError: For invalid settings or a run folder holding other settings.
+        FileNotFoundError: For a missing dataset.
+    """
+    started = time.perf_counter() if started is None else started
+    config = make_config(args)
+    root = args.data_dir if args.data_dir is not None else paths.data_dir()
+    if args.dry_run:
+        print(json.dumps({**asdict(config), "data_dir": str(root)}, indent=2))
+        return {}
     if args.logical_cpus:
         tf = runtime.import_quietly("tensorflow")
         cpu = tf.config.list_physical_devices("CPU")[0]
@@ -200,130 +575,126 @@ def run(args: argparse.Namespace) -> dict:
             cpu, [tf.config.LogicalDeviceConfiguration()] * args.logical_cpus
         )
     print(runtime.describe(), flush=True)
-    from dlnotes import models, training
+    keras = runtime.import_quietly("keras")
+    from dlnotes import device_data, training
 
-    config = make_config(args)
     out_dir = args.out_dir
     _check_resume(out_dir, config)
-    root = args.data_dir if args.data_dir is not None else paths.data_dir()
-    train_split, val_split = data.read_split(root, "train"), data.read_split(root, "val")
-    num_classes = len(train_split.class_ids)
-    train_paths, train_labels = _subset(train_split, config.max_train_per_class)
-    print(
-        f"decoding {len(train_paths)} training and {len(val_split.paths)} validation images",
-        flush=True,
-    )
-    x_train = data.load_images(train_paths, progress=sys.stderr.isatty())
-    x_val = data.load_images(val_split.paths, progress=sys.stderr.isatty())
-    mean = x_train.reshape(-1, 3).mean(axis=0)
-    std = x_train.reshape(-1, 3).std(axis=0)
+    workers = args.decode_workers or min(os.cpu_count() or 1, 32)
+    dataset = load_dataset(root, config, workers=workers)
     _write_json(
         out_dir / "dataset.json",
-        {"mean": mean.tolist(), "std": std.tolist(), "class_ids": train_split.class_ids},
+        {"mean": dataset.mean, "std": dataset.std, "class_ids": dataset.class_ids},
     )
-
-    keras.utils.set_random_seed(config.seed)
+    num_classes = len(dataset.class_ids)
     capability = training.gpu_compute_capability()
     policy = training.precision_policy(capability)
-    strategy = None
-    replicas = 1
-    if args.distribute == "mirrored":
-        if runtime.keras_backend() != "tensorflow":
-            raise ValueError("--distribute mirrored needs the TensorFlow backend")
-        tf = runtime.import_quietly("tensorflow")
-        strategy = tf.distribute.MirroredStrategy()
-        replicas = strategy.num_replicas_in_sync
-    global_batch = config.batch_size * replicas
-    steps_per_execution = args.steps_per_execution or (32 if capability is not None else 1)
-    if global_batch > len(x_train):
-        raise ValueError(
-            f"batch of {global_batch} is larger than the {len(x_train)} training images"
-        )
-    steps_per_epoch = -(-len(x_train) // global_batch)  # Keras keeps the last, partial batch
-
-    def build() -> keras.Model:
-        backbone = models.build_resnet(num_classes, config.levels, config.width, dtype=policy)
-        model = models.with_preprocessing(
-            backbone,
-            mean.tolist(),
-            std.tolist(),
-            augment=True,
-            padding=config.augment_padding,
-            seed=config.seed,
-        )
-        schedule = training.learning_rate_schedule(
-            peak=config.learning_rate,
-            steps_per_epoch=steps_per_epoch,
-            epochs=config.epochs,
-            warmup_epochs=min(config.warmup_epochs, config.epochs - 1),
-        )
-        optimizer = training.make_optimizer(
-            config.optimizer, schedule, weight_decay=config.weight_decay or None
-        )
-        return training.compile_classifier(
-            model,
-            optimizer,
-            label_smoothing=config.label_smoothing,
-            policy=policy,
-            jit_compile=True if capability is not None else "auto",
-            steps_per_execution=steps_per_execution,
-        )
-
-    if strategy is not None:
-        with strategy.scope():
-            model = build()
-    else:
-        model = build()
-    y_train, y_val = train_labels, val_split.labels
-    if config.label_smoothing:
-        y_train, y_val = (
-            training.one_hot(y_train, num_classes),
-            training.one_hot(y_val, num_classes),
-        )
-
+    keras.utils.set_random_seed(config.seed)
     first_epoch = training.resumed_epoch(out_dir / "backup")
-    training.truncate_log(out_dir / "history.csv", first_epoch)
-    if first_epoch:
-        print(f"resuming after epoch {first_epoch} of {config.epochs}", flush=True)
-    print(
-        f"{num_classes} classes, {len(x_train)} training images, "
-        f"batch {global_batch} on {replicas} replica(s), {steps_per_epoch} steps per epoch, "
-        f"precision {policy}, "
-        f"{model.count_params():,} parameters",
-        flush=True,
-    )
-    throughput = training.Throughput(global_batch, images_per_epoch=len(x_train))
-    model.fit(
-        x_train,
-        y_train,
-        batch_size=global_batch,
-        epochs=config.epochs,
-        shuffle=True,
-        validation_data=(x_val, y_val),
-        callbacks=[*training.training_callbacks(out_dir), throughput],
-        verbose=1 if sys.stdout.isatty() else 2,
-    )
-    results = model.evaluate(x_val, y_val, batch_size=global_batch, verbose=0, return_dict=True)
-    history = training.read_log(out_dir / "history.csv")
-    rate = throughput.steady_rate
-    previous = out_dir / "metrics.json"
-    if math.isnan(rate):  # nothing left to train: keep the rate measured by the earlier run
-        rate = (
-            json.loads(previous.read_text()).get("train_images_per_second")
-            if previous.is_file()
+
+    with distribution(args.distribute) as (replicas, scope):
+        global_batch = config.batch_size * replicas
+        if global_batch > len(dataset.train_images):
+            raise ValueError(
+                f"batch of {global_batch} is larger than the "
+                f"{len(dataset.train_images)} training images"
+            )
+        steps_per_epoch = len(dataset.train_images) // global_batch
+        steps_per_execution = args.steps_per_execution or (32 if capability is not None else 1)
+        with scope:
+            backbone, built = build_models(
+                config,
+                dataset,
+                replicas=replicas,
+                steps_per_epoch=steps_per_epoch,
+                policy=policy,
+                jit_compile=True if capability is not None else "auto",
+                steps_per_execution=steps_per_execution,
+            )
+        train_batches = training_batches(config, dataset, global_batch, first_epoch=first_epoch)
+
+        def val_batches(mixing_inputs: bool = config.mix != "none") -> device_data.IndexBatches:
+            return device_data.IndexBatches(
+                dataset.val_labels,
+                num_classes,
+                global_batch,
+                shuffle=False,
+                offset=len(dataset.train_images),
+                mixing_inputs=mixing_inputs,
+            )
+
+        training.truncate_log(out_dir / "history.csv", first_epoch)
+        if first_epoch:
+            print(f"resuming after epoch {first_epoch} of {config.epochs}", flush=True)
+        print(
+            f"{num_classes} classes, {len(dataset.train_images)} training and "
+            f"{len(dataset.val_images)} validation images, batch {global_batch} on "
+            f"{replicas} replica(s), {steps_per_epoch} steps per epoch, precision {policy}, "
+            f"{backbone.count_params():,} parameters",
+            flush=True,
+        )
+        throughput = training.Throughput(
+            global_batch, images_per_epoch=steps_per_epoch * global_batch
+        )
+        fit_started = time.perf_counter()
+        built.train.fit(
+            train_batches,
+            epochs=config.epochs,
+            validation_data=val_batches(),
+            callbacks=[*training.training_callbacks(out_dir), throughput],
+            verbose=1 if sys.stdout.isatty() else 2,
+        )
+        fit_seconds = time.perf_counter() - fit_started
+        evaluate_started = time.perf_counter()
+        single = built.train.evaluate(val_batches(), verbose=0, return_dict=True)
+        averaged = (
+            built.flip_averaged.evaluate(val_batches(False), verbose=0, return_dict=True)
+            if config.test_time_flip
             else None
         )
+        evaluate_seconds = time.perf_counter() - evaluate_started
+
+    history = training.read_log(out_dir / "history.csv")
+    previous_path = out_dir / "metrics.json"
+    previous = json.loads(previous_path.read_text()) if previous_path.is_file() else {}
+    rate = throughput.steady_rate
+    if math.isnan(rate):  # nothing left to train: keep the rate measured by the earlier run
+        rate = previous.get("train_images_per_second")
+    epochs = throughput.epoch_seconds
+    final = averaged if averaged is not None else single
     metrics = {
-        "val_top1": float(results["accuracy"]),
-        "val_top5": float(results["top5"]),
-        "best_val_top1": max(history.get("val_accuracy", [results["accuracy"]])),
+        "val_top1": float(final["accuracy"]),
+        "val_top5": float(final["top5"]),
+        "val_top1_single_view": float(single["accuracy"]),
+        "val_top5_single_view": float(single["top5"]),
+        "val_top1_flip_averaged": None if averaged is None else float(averaged["accuracy"]),
+        "val_top5_flip_averaged": None if averaged is None else float(averaged["top5"]),
+        "best_val_top1": max(history.get("val_accuracy", [single["accuracy"]])),
         "epochs_completed": len(history.get("epoch", [])),
         "train_images_per_second": rate,
-        "backend": runtime.keras_backend(),
+        "wall_seconds": time.perf_counter() - started,
+        "decode_seconds": dataset.decode_seconds,
+        "first_epoch_seconds": epochs[0] if epochs else previous.get("first_epoch_seconds"),
+        "median_epoch_seconds": (
+            float(np.median(epochs[1:]))
+            if len(epochs) > 1
+            else previous.get("median_epoch_seconds")
+        ),
+        "fit_seconds": fit_seconds,
+        "evaluate_seconds": evaluate_seconds,
+        **_versions(),
         "device": runtime.device_description(),
+        "distribute": args.distribute,
+        "replicas": replicas,
+        "global_batch_size": global_batch,
+        "steps_per_execution": steps_per_execution,
         "profile": config.profile,
         "precision": policy,
+        "parameters": int(backbone.count_params()),
         "num_classes": num_classes,
+        "train_images": len(dataset.train_images),
+        "val_images": len(dataset.val_images),
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
     _write_json(out_dir / "metrics.json", metrics)
     print(json.dumps(metrics), flush=True)
@@ -338,7 +709,7 @@ def load_trained_model(out_dir: str | os.PathLike[str], *, weights: str = "best"
         weights: ``"best"`` (highest validation accuracy) or ``"last"`` (the latest backup).
 
     Returns:
-        The model: uint8 images in, logits out (augmentation is inactive at inference).
+        The model: uint8 images in, logits out.
 
     Raises:
         FileNotFoundError: If the folder is not a finished run.
@@ -358,20 +729,26 @@ def load_trained_model(out_dir: str | os.PathLike[str], *, weights: str = "best"
     backbone = models.build_resnet(
         len(dataset["class_ids"]), tuple(config["levels"]), config["width"]
     )
-    model = models.with_preprocessing(
-        backbone, dataset["mean"], dataset["std"], padding=config["augment_padding"]
+    built = models.build_training_models(
+        backbone,
+        np.zeros((1, *backbone.input_shape[1:]), dtype=np.uint8),  # no data needed to load
+        dataset["mean"],
+        dataset["std"],
+        padding=config["augment_padding"],
+        mix=config.get("mix", "none") != "none",
     )
     with warnings.catch_warnings():
         # The files also hold the optimizer's state, which an inference model does not need.
         warnings.filterwarnings("ignore", message=".*optimizer.*")
-        model.load_weights(files[weights])
-    return model
+        built.train.load_weights(files[weights])
+    return built.inference
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``python -m dlnotes.train``; returns the exit status."""
     args = parse_args(argv)
     try:
-        run(args)
+        run(args, started=_STARTED)
     except (ValueError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

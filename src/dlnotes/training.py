@@ -198,11 +198,15 @@ def compile_classifier(
     policy: str = "float32",
     jit_compile: bool | str = "auto",
     steps_per_execution: int = 1,
+    soft_targets: bool = False,
 ) -> keras.Model:
-    """Compile a logits model for integer labels with top-1 and top-5 accuracy.
+    """Compile a logits model with top-1 and top-5 accuracy.
 
-    Label smoothing needs one-hot targets in Keras' loss, so with smoothing the labels are expected
-    one-hot (see :func:`one_hot`); without it, sparse integer labels are used.
+    Label smoothing needs one-hot targets in Keras' loss, so with smoothing — or with
+    ``soft_targets``, e.g. the blended targets of MixUp/CutMix — the targets are expected as
+    probability rows (see :func:`one_hot`); otherwise, sparse integer labels are used. The loss is
+    averaged with the sample weights (``"mean_with_sample_weight"``), so zero-weight padding
+    leaves both the loss and the metrics of an evaluation unchanged.
 
     Args:
         model: Model producing logits.
@@ -211,6 +215,7 @@ def compile_classifier(
         policy: The dtype policy the model was built with.
         jit_compile: Passed to ``compile`` (XLA).
         steps_per_execution: Training steps per compiled call (fewer host round trips).
+        soft_targets: Expect probability rows as targets even without label smoothing.
 
     Returns:
         The compiled model.
@@ -222,16 +227,20 @@ def compile_classifier(
         raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing!r}")
     if policy == "mixed_float16":
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
-    if label_smoothing:
-        loss = keras.losses.CategoricalCrossentropy(
-            from_logits=True, label_smoothing=label_smoothing
+    if label_smoothing or soft_targets:
+        loss: keras.losses.Loss = keras.losses.CategoricalCrossentropy(
+            from_logits=True,
+            label_smoothing=label_smoothing,
+            reduction="mean_with_sample_weight",
         )
         metrics = [
             keras.metrics.CategoricalAccuracy(name="accuracy"),
             keras.metrics.TopKCategoricalAccuracy(k=5, name="top5"),
         ]
     else:
-        loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+        loss = keras.losses.SparseCategoricalCrossentropy(
+            from_logits=True, reduction="mean_with_sample_weight"
+        )
         metrics = [
             keras.metrics.SparseCategoricalAccuracy(name="accuracy"),
             keras.metrics.SparseTopKCategoricalAccuracy(k=5, name="top5"),
@@ -239,7 +248,7 @@ def compile_classifier(
     model.compile(
         optimizer=optimizer,
         loss=loss,
-        metrics=metrics,
+        weighted_metrics=metrics,
         jit_compile=jit_compile,
         steps_per_execution=steps_per_execution,
     )
@@ -257,7 +266,7 @@ def one_hot(labels: Sequence[int] | np.ndarray, num_classes: int) -> np.ndarray:
 
 
 class Throughput(keras.callbacks.Callback):
-    """Measure training images per second per epoch (validation excluded).
+    """Measure training images per second per epoch (validation excluded) and epoch times.
 
     It deliberately has no per-batch hook: any callback with one makes Keras fetch the metrics
     after every compiled execution, which synchronises host and accelerator once per call.
@@ -265,6 +274,11 @@ class Throughput(keras.callbacks.Callback):
     Args:
         batch_size: Images per step.
         images_per_epoch: Training images per epoch (the last batch may be partial).
+
+    Attributes:
+        rates: Training images per second of each epoch (validation excluded).
+        epoch_seconds: Wall time of each whole epoch, validation included; the first one also
+            holds the compilation of the training and evaluation steps.
     """
 
     def __init__(self, batch_size: int, images_per_epoch: int | None = None) -> None:
@@ -272,6 +286,7 @@ class Throughput(keras.callbacks.Callback):
         self.batch_size = batch_size
         self.images_per_epoch = images_per_epoch
         self.rates: list[float] = []
+        self.epoch_seconds: list[float] = []
         self._start = 0.0
         self._open = False
 
@@ -293,6 +308,7 @@ class Throughput(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         self._close()
+        self.epoch_seconds.append(time.perf_counter() - self._start)
 
     @property
     def steady_rate(self) -> float:
