@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from dlnotes import data, mixing, paths, profiles, runtime  # noqa: E402
+from dlnotes import data, paths, profiles, runtime  # noqa: E402
 
 if TYPE_CHECKING:
     import keras
@@ -114,6 +114,8 @@ class TrainConfig:
         Raises:
             ValueError: Naming the first invalid field and its value.
         """
+        from dlnotes import mixing
+
         checks = [
             ("epochs", self.epochs >= 1),
             ("batch_size", self.batch_size >= 1),
@@ -157,12 +159,12 @@ PROFILE_DEFAULTS: dict[str, dict[str, Any]] = {
         "test_time_flip": True,
         "max_train_per_class": None,
     },
-    # The full Tiny ImageNet on one GPU in under ten minutes.
+    # The full Tiny ImageNet on one H100 in under ten minutes (see benchmarks/results/full-profile).
     "full": {
-        "epochs": 40,
+        "epochs": 55,
         "batch_size": 256,
-        "levels": (4, 6, 3, 2),
-        "width": 64,
+        "levels": (1, 2, 4, 2),
+        "width": 96,
         "optimizer": "sgd",
         "learning_rate": 0.4,
         "warmup_epochs": 5.0,
@@ -209,6 +211,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     Returns:
         The parsed arguments; recipe options left out are None (the profile decides).
     """
+    from dlnotes import mixing
+
     parser = argparse.ArgumentParser(
         prog="python -m dlnotes.train", description=(__doc__ or "").splitlines()[0]
     )
