@@ -227,3 +227,25 @@ def test_find_root_falls_back_to_a_synthetic_stand_in_in_smoke(
     assert not list((tmp_path / "cache" / "dlnotes").glob(".*partial"))
     with pytest.raises(FileNotFoundError, match=r"download_tiny_imagenet\.py"):
         data.find_root(profiles.Profile("full", "test"))
+
+
+def test_pixel_stats_match_numpy_in_bounded_memory() -> None:
+    images = np.random.default_rng(0).integers(0, 256, (50, 5, 4, 3), dtype=np.uint8)
+    mean, std = data.pixel_stats(images, chunk=7)
+    flat = images.reshape(-1, 3).astype(np.float64)
+    np.testing.assert_allclose(mean, flat.mean(axis=0))
+    np.testing.assert_allclose(std, flat.std(axis=0))
+    with pytest.raises(ValueError, match=r"uint8 array, got float64 \(2, 2\)"):
+        data.pixel_stats(np.zeros((2, 2)))
+    with pytest.raises(ValueError, match="chunk must be at least 1, got 0"):
+        data.pixel_stats(images, chunk=0)
+
+
+def test_load_images_in_several_processes_matches_one(tiny_imagenet: Path) -> None:
+    paths = data.read_split(tiny_imagenet, "train").paths
+    paths = (paths * (4200 // len(paths) + 1))[:4200]  # more than two chunks of 2,048
+    serial = data.load_images(paths)
+    parallel = data.load_images(paths, workers=2)
+    np.testing.assert_array_equal(serial, parallel)
+    with pytest.raises(ValueError, match="workers must be at least 1, got 0"):
+        data.load_images(paths, workers=0)

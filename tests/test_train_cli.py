@@ -61,12 +61,24 @@ def test_run_folder_contents(smoke_run) -> None:
     assert set(metrics) >= {
         "val_top1",
         "val_top5",
+        "val_top1_single_view",
+        "val_top1_flip_averaged",
         "epochs_completed",
         "train_images_per_second",
+        "wall_seconds",
+        "decode_seconds",
+        "first_epoch_seconds",
+        "keras_version",
         "backend",
+        "backend_version",
         "device",
         "profile",
+        "date",
+        "num_classes",
+        "train_images",
+        "val_images",
     }
+    assert metrics["num_classes"] == 10 and metrics["val_images"] == 500
     assert metrics["backend"] == "tensorflow" and metrics["profile"] == "smoke"
     assert metrics["epochs_completed"] == 12 and metrics["train_images_per_second"] > 0
     assert training.read_log(out_dir / "history.csv")["epoch"] == [float(e) for e in range(12)]
@@ -120,13 +132,44 @@ def test_mirrored_strategy_on_two_logical_cpus(tiny_imagenet: Path, tmp_path: Pa
         "--epochs",
         "1",
         "--distribute",
-        "mirrored",
+        "data-parallel",
         "--logical-cpus",
         "2",
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "batch 100 on 2 replica(s)" in result.stdout
-    assert json.loads((tmp_path / "metrics.json").read_text())["epochs_completed"] == 1
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["epochs_completed"] == 1 and metrics["replicas"] == 2
+    assert metrics["global_batch_size"] == 100 and metrics["distribute"] == "data-parallel"
+
+
+@pytest.mark.slow
+def test_keras_data_parallel_on_two_jax_cpu_devices(tiny_imagenet: Path, tmp_path: Path) -> None:
+    pytest.importorskip("jax")
+    environment = {
+        **os.environ,
+        "KERAS_BACKEND": "jax",
+        "XLA_FLAGS": "--xla_force_host_platform_device_count=2",
+    }
+    command = train_command(
+        tiny_imagenet,
+        tmp_path,
+        *TINY,
+        "--epochs",
+        "2",
+        "--mix",
+        "cutmix",
+        "--distribute",
+        "data-parallel",
+    )
+    result = subprocess.run(command, capture_output=True, text=True, timeout=900, env=environment)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "keras 3" in result.stdout and "on jax" in result.stdout
+    assert "batch 100 on 2 replica(s)" in result.stdout
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["backend"] == "jax" and metrics["replicas"] == 2
+    assert metrics["epochs_completed"] == 2
+    assert 0 <= metrics["val_top1_single_view"] <= 1
 
 
 def test_bad_arguments_are_reported(tiny_imagenet: Path, tmp_path: Path) -> None:
@@ -153,3 +196,26 @@ def test_trained_model_reloads_for_inference(smoke_run, tiny_imagenet: Path) -> 
         train.load_trained_model(out_dir / "nowhere")
     with pytest.raises(ValueError, match="'best' or 'last'"):
         train.load_trained_model(out_dir, weights="first")
+
+
+def test_dry_run_prints_the_resolved_configuration_and_writes_nothing(tmp_path: Path) -> None:
+    out_dir = tmp_path / "run"
+    result = run_train(Path("unused"), out_dir, "--profile", "full", "--width", "64", "--dry-run")
+    assert result.returncode == 0, result.stderr
+    printed = json.loads(result.stdout)
+    assert printed["width"] == 64 and printed["levels"] == [1, 2, 4, 2]
+    assert printed["mix"] == "cutmix" and printed["profile"] == "full"
+    assert not out_dir.exists()
+
+
+def test_train_config_for_profile_and_validation() -> None:
+    from dlnotes import train
+
+    smoke = train.TrainConfig.for_profile("smoke", epochs=3)
+    assert smoke.profile == "smoke" and smoke.epochs == 3 and smoke.seed == 0
+    assert train.TrainConfig.for_profile("full").levels == (1, 2, 4, 2)
+    with pytest.raises(ValueError, match=r"unknown TrainConfig field\(s\): \['depth'\]"):
+        train.TrainConfig.for_profile("smoke", depth=3)
+    for field, value in [("epochs", 0), ("batch_size", 0), ("width", 30), ("mix", "x")]:
+        with pytest.raises(ValueError, match=f"invalid {field}: {value!r}"):
+            train.TrainConfig.for_profile("smoke", **{field: value})

@@ -154,3 +154,53 @@ def test_sanity_checks_and_throughput_on_a_tiny_model() -> None:
     model.fit(images, labels, batch_size=8, epochs=2, verbose=0, callbacks=[meter])
     assert len(meter.rates) == 2 and meter.steady_rate > 0
     assert math.isnan(training.Throughput(8).steady_rate)
+
+
+def test_initial_sanity_uses_batch_statistics_and_changes_nothing() -> None:
+    keras.utils.set_random_seed(1)
+    images = np.random.default_rng(1).uniform(0, 255, (64, 16, 16, 3)).astype("float32")
+    labels = np.arange(64) % 10
+    model = models.build_resnet(10, (1, 1), 16, input_shape=(16, 16, 3))
+    before = [np.array(w) for w in model.get_weights()]
+    report = training.initial_sanity(model, images, labels, 10, batch_size=32)
+    assert report.ok, report  # with batch statistics the untrained loss is close to ln 10
+    for old, new in zip(before, model.get_weights(), strict=True):
+        np.testing.assert_array_equal(old, new)  # moving statistics untouched
+    # In inference mode the same untrained network does not normalise: the loss is far off.
+    training.compile_classifier(model, training.make_optimizer("sgd", 0.1))
+    inference_loss = model.evaluate(images, labels, verbose=0, return_dict=True)["loss"]
+    assert abs(inference_loss - math.log(10)) > 0.2 * math.log(10)
+    with pytest.raises(ValueError, match="need as many labels as images"):
+        training.initial_sanity(model, images, labels[:3], 10)
+    with pytest.raises(ValueError, match=r"labels must be in \[0, 10\)"):
+        training.initial_sanity(model, images, labels + 5, 10)
+
+
+def test_throughput_records_epoch_times() -> None:
+    images = np.zeros((8, 8, 8, 3), "float32")
+    model = models.build_resnet(2, (1,), 8, input_shape=(8, 8, 3))
+    training.compile_classifier(model, training.make_optimizer("sgd", 0.1))
+    meter = training.Throughput(4, images_per_epoch=8)
+    model.fit(
+        images,
+        np.arange(8) % 2,
+        batch_size=4,
+        epochs=3,
+        verbose=0,
+        validation_data=(images, np.arange(8) % 2),
+        callbacks=[meter],
+    )
+    assert len(meter.epoch_seconds) == 3 and len(meter.rates) == 3
+    assert all(seconds > 0 for seconds in meter.epoch_seconds)
+
+
+def test_compile_uses_weighted_metrics_for_padded_evaluation() -> None:
+    model = models.build_resnet(3, (1,), 8, input_shape=(8, 8, 3))
+    training.compile_classifier(model, training.make_optimizer("sgd", 0.1), soft_targets=True)
+    images = np.random.default_rng(0).normal(size=(6, 8, 8, 3)).astype("float32")
+    targets = training.one_hot([0, 1, 2, 0, 1, 2], 3)
+    weights = np.array([1, 1, 1, 0, 0, 0], dtype="float32")
+    padded = model.evaluate(images, targets, sample_weight=weights, verbose=0, return_dict=True)
+    real = model.evaluate(images[:3], targets[:3], verbose=0, return_dict=True)
+    assert padded["accuracy"] == pytest.approx(real["accuracy"])
+    assert padded["loss"] == pytest.approx(real["loss"], rel=1e-5)
