@@ -183,7 +183,7 @@ def test_block_table_follows_the_built_resnet() -> None:
         "images",
         "stem",
         "entry",
-        "level0_block0",
+        "level0_block0…block1",
         "level0_downsample",
         "level1_block0",
         "level1_downsample",

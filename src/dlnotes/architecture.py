@@ -346,7 +346,8 @@ class Block(NamedTuple):
     """One block of the course's ResNet, as read from the built model by :func:`block_table`.
 
     Attributes:
-        name: The layer-name prefix of the block, e.g. ``"level0_block2"``.
+        name: The layer-name prefix of the block, e.g. ``"level0_block2"``; for merged blocks the
+            first and last, e.g. ``"level0_block0…block3"``.
         kind: ``"identity bottleneck"``, ``"projection bottleneck"`` or the layer types.
         count: How many consecutive blocks of this kind and shape it stands for.
         output_shape: Output shape of one example, ``(H, W, C)`` or ``(C,)``.
@@ -402,8 +403,11 @@ def block_table(model: Any, *, collapse: bool = True) -> list[Block]:
             and blocks[-1].output_shape == shape
         ):
             previous = blocks[-1]
+            first = previous.name.split("…")[0]
             blocks[-1] = previous._replace(
-                count=previous.count + 1, parameters=previous.parameters + parameters
+                name=f"{first}…{name.split('_')[-1]}",
+                count=previous.count + 1,
+                parameters=previous.parameters + parameters,
             )
         else:
             blocks.append(Block(name, kind, 1, shape, parameters))
