@@ -60,10 +60,14 @@ def built_book(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out / "_build" / "html"
 
 
-def _chapter_pages(html: Path) -> list[Path]:
+def _toc_pages(html: Path) -> list[Path]:
     toc = yaml.safe_load((REPO / "_toc.yml").read_text())
     files = [chapter["file"] for part in toc["parts"] for chapter in part["chapters"]]
     return [html / f"{file}.html" for file in files]
+
+
+def _chapter_pages(html: Path) -> list[Path]:
+    return [page for page in _toc_pages(html) if page.parent.name == "chapters"]
 
 
 @pytest.mark.slow
@@ -73,6 +77,16 @@ def test_book_builds_with_every_chapter_executed(built_book: Path) -> None:
         text = page.read_text()
         assert 'class="cell_output' in text, f"{page.name} has no executed output"
         assert "profile smoke" in text, f"{page.name} does not print its run profile"
+
+
+@pytest.mark.slow
+def test_bibliography_lists_the_cited_works(built_book: Path) -> None:
+    text = (built_book / "bibliography.html").read_text()
+    entries = (REPO / "references.bib").read_text().count("\n@")
+    assert text.count('<div class="citation"') == entries  # the page lists every entry (:all:)
+    assert "deep residual learning for image recognition" in text.lower()
+    chapter = (built_book / "chapters" / "08b_batch_normalisation.html").read_text()
+    assert 'href="../bibliography.html#' in chapter, "citations do not link the bibliography"
 
 
 @pytest.mark.slow
@@ -91,7 +105,7 @@ def test_every_chapter_links_its_notebook_on_colab(built_book: Path) -> None:
 
 @pytest.mark.slow
 def test_pages_have_no_stderr_outputs(built_book: Path) -> None:
-    for page in [built_book / "intro.html", *_chapter_pages(built_book)]:
+    for page in [built_book / "intro.html", *_toc_pages(built_book)]:
         text = page.read_text()
         assert "output stderr" not in text, f"{page.name} shows stderr output"
         for noise in LOG_NOISE:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
@@ -20,9 +21,16 @@ CHAPTERS = sorted((REPO / "chapters").glob("*.md"))
 NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
 
 
-def _toc_files() -> list[str]:
+BACK_MATTER = ["bibliography"]
+
+
+def _toc_entries() -> list[str]:
     toc = yaml.safe_load((REPO / "_toc.yml").read_text())
     return [chapter["file"] for part in toc["parts"] for chapter in part["chapters"]]
+
+
+def _toc_files() -> list[str]:
+    return [entry for entry in _toc_entries() if entry.startswith("chapters/")]
 
 
 def test_there_are_chapters() -> None:
@@ -35,12 +43,29 @@ def test_every_chapter_has_a_notebook_and_vice_versa() -> None:
 
 def test_toc_lists_exactly_the_chapters() -> None:
     assert sorted(_toc_files()) == [f"chapters/{c.stem}" for c in CHAPTERS]
+    assert [e for e in _toc_entries() if not e.startswith("chapters/")] == BACK_MATTER
+    assert all((REPO / f"{page}.md").is_file() for page in BACK_MATTER)
+
+
+def test_bibliography_is_configured_and_every_citation_resolves() -> None:
+    bibfiles = CONFIG["bibtex_bibfiles"]
+    keys = set()
+    for bibfile in bibfiles:
+        for line in (REPO / bibfile).read_text().splitlines():
+            if line.startswith("@"):
+                keys.add(line.split("{", 1)[1].rstrip(",").strip())
+    cited = set()
+    for page in [*CHAPTERS, REPO / "intro.md"]:
+        for role in re.findall(r"\{cite(?::[pt])?\}`([^`]+)`", page.read_text()):
+            cited |= {key.strip() for key in role.split(",")}
+    assert cited, "no chapter cites anything"
+    assert cited <= keys, f"cited but not in {bibfiles}: {sorted(cited - keys)}"
 
 
 def test_toc_has_the_book_parts_in_order() -> None:
     toc = yaml.safe_load((REPO / "_toc.yml").read_text())
     captions = [part["caption"] for part in toc["parts"]]
-    order = ["Foundations", "Theory", "Data", "Models and training"]
+    order = ["Foundations", "Theory", "Data", "Models and training", "References"]
     assert captions == [c for c in order if c in captions]
     assert all(part["chapters"] for part in toc["parts"])
 

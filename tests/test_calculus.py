@@ -209,3 +209,101 @@ def test_stack_gradient_norms_rejects_bad_shapes() -> None:
         calculus.stack_gradient_norms(
             np.zeros(3), np.zeros((2, 3, 3)), np.zeros((2, 3)), de_dy=np.zeros(2)
         )
+
+
+def test_binary_cross_entropy_matches_the_definition_and_is_stable() -> None:
+    z = RNG.normal(size=6)
+    y = (RNG.random(6) > 0.5).astype(float)
+    sigma = 1 / (1 + np.exp(-z))
+    np.testing.assert_allclose(
+        calculus.binary_cross_entropy(z, y), -y * np.log(sigma) - (1 - y) * np.log(1 - sigma)
+    )
+    assert calculus.binary_cross_entropy(800.0, 0.0) == pytest.approx(800.0)
+    assert calculus.binary_cross_entropy(-800.0, 0.0) == pytest.approx(0.0, abs=1e-300)
+    numerical = calculus.numerical_gradient(
+        lambda t: np.sum(calculus.binary_cross_entropy(t, y)), z
+    )
+    assert calculus.relative_error(calculus.binary_cross_entropy_grad(z, y), numerical) < 1e-8
+
+
+def test_binary_cross_entropy_rejects_bad_labels() -> None:
+    with pytest.raises(ValueError, match="same shape"):
+        calculus.binary_cross_entropy(np.zeros(3), np.zeros(2))
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        calculus.binary_cross_entropy_grad(np.zeros(2), np.array([0.0, 2.0]))
+
+
+@pytest.mark.parametrize("shape", [(6, 3), (4, 3, 2, 5)])
+def test_batch_norm_and_its_gradients(shape: tuple[int, ...]) -> None:
+    x = RNG.normal(loc=2.0, scale=3.0, size=shape)
+    channels = shape[-1]
+    gamma, beta, g = RNG.normal(size=channels), RNG.normal(size=channels), RNG.normal(size=shape)
+    y = calculus.batch_norm(x, gamma, beta)
+    axes = tuple(range(len(shape) - 1))
+    np.testing.assert_allclose((y - beta).mean(axis=axes), 0.0, atol=1e-12)
+    de_dx, de_dgamma, de_dbeta = calculus.batch_norm_grads(x, gamma, beta, g)
+    for analytic, variable, position in ((de_dx, x, 0), (de_dgamma, gamma, 1), (de_dbeta, beta, 2)):
+
+        def error(t, position=position):
+            arguments = [x, gamma, beta]
+            arguments[position] = t
+            return np.sum(g * calculus.batch_norm(*arguments))
+
+        numerical = calculus.numerical_gradient(error, variable)
+        assert calculus.relative_error(analytic, numerical) < 1e-7
+    np.testing.assert_allclose(de_dx.sum(axis=axes), 0.0, atol=1e-10)
+
+
+def test_batch_norm_matches_keras_in_training_mode() -> None:
+    keras = pytest.importorskip("keras")
+    x = RNG.normal(size=(5, 4, 4, 3))
+    layer = keras.layers.BatchNormalization(dtype="float64")
+    np.testing.assert_allclose(
+        layer(x, training=True).numpy(), calculus.batch_norm(x, np.ones(3), np.zeros(3)), atol=1e-12
+    )
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        ((np.zeros((1, 3)), np.ones(3), np.zeros(3)), "N ≥ 2"),
+        ((np.zeros((4, 3)), np.ones(2), np.zeros(3)), r"shape \(3,\)"),
+        ((np.zeros(4), np.ones(1), np.zeros(1)), r"got shape \(4,\)"),
+    ],
+)
+def test_batch_norm_rejects_bad_shapes(arguments, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        calculus.batch_norm(*arguments)
+    with pytest.raises(ValueError, match="eps must be positive, got 0"):
+        calculus.batch_norm(np.zeros((4, 3)), np.ones(3), np.zeros(3), eps=0)
+    with pytest.raises(ValueError, match="de_dy must have the shape"):
+        calculus.batch_norm_grads(np.zeros((4, 3)), np.ones(3), np.zeros(3), np.zeros((4, 2)))
+
+
+def test_minibatch_gradient_error_is_exact_over_all_minibatches() -> None:
+    import itertools
+
+    per_example = RNG.normal(size=(6, 2, 3))
+    full = per_example.mean(axis=0)
+    for batch_size in (1, 2, 3, 6):
+        errors = [
+            np.sum((per_example[list(subset)].mean(axis=0) - full) ** 2)
+            for subset in itertools.combinations(range(6), batch_size)
+        ]
+        assert calculus.minibatch_gradient_error(per_example, batch_size) == pytest.approx(
+            np.mean(errors)
+        )
+
+
+@pytest.mark.parametrize(
+    ("per_example", "batch_size", "message"),
+    [
+        (np.zeros((1, 3)), 1, "at least 2 examples, got 1"),
+        (np.zeros((4, 3)), 0, r"in \[1, 4\], got 0"),
+        (np.zeros((4, 3)), 5, r"in \[1, 4\], got 5"),
+        (np.zeros((4, 3)), 2.0, "must be an integer, got 2.0"),
+    ],
+)
+def test_minibatch_gradient_error_rejects_bad_input(per_example, batch_size, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        calculus.minibatch_gradient_error(per_example, batch_size)

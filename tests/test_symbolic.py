@@ -72,3 +72,25 @@ def test_gate_rules() -> None:
     assert result.de_dX.derived.shape == (2, 3) and result.de_dW.derived.shape == (3, 4)
     with pytest.raises(ValueError, match=r"sizes must be at least 1, got \(0, 3, 2\)"):
         symbolic.matmul_gradient_differences(0, 3, 2)
+
+
+@pytest.mark.parametrize("size", [2, 4])
+def test_batch_norm_gradients(size: int) -> None:
+    result = symbolic.batch_norm_differences(size)
+    assert result.de_dx.holds and result.de_dgamma.holds and result.de_dbeta.holds
+    assert result.de_dx.derived.shape == (size, 1)
+
+
+def test_batch_norm_without_the_statistics_paths_does_not_hold() -> None:
+    result = symbolic.batch_norm_differences(2)
+    gamma, epsilon = sp.Symbol("gamma", real=True), sp.Symbol("epsilon", positive=True)
+    x, w = sp.Matrix(sp.symbols("x_1:3", real=True)), sp.Matrix(sp.symbols("w_1:3", real=True))
+    mean = (x[0] + x[1]) / 2
+    sigma = sp.sqrt(((x[0] - mean) ** 2 + (x[1] - mean) ** 2) / 2 + epsilon)
+    assert not symbolic.compare(result.de_dx.derived, gamma * w / sigma).holds
+    with pytest.raises(ValueError, match="at least 2 values, got 1"):
+        symbolic.batch_norm_differences(1)
+
+
+def test_binary_cross_entropy_gradient() -> None:
+    assert symbolic.binary_cross_entropy_gradient_difference().holds

@@ -358,3 +358,169 @@ def stack_gradient_norms(
             gradient = H.T @ ((H @ block_input + v > 0) * gradient)
         norms.append(float(np.linalg.norm(gradient)))
     return np.array(norms[::-1])
+
+
+def binary_cross_entropy(z: ArrayLike, y: ArrayLike) -> Array | float:
+    """Binary cross-entropy of ``σ(z)`` with labels ``y ∈ {0, 1}``, computed from the logit.
+
+    ``−y log σ(z) − (1 − y) log(1 − σ(z)) = max(z, 0) − z y + log(1 + e^{−|z|})``: the right-hand
+    form never exponentiates a large positive number and never takes the log of an underflowed
+    probability — what ``BinaryCrossentropy(from_logits=True)`` computes.
+
+    Args:
+        z: Logits, any shape.
+        y: Labels (or target probabilities in [0, 1]) of the same shape.
+
+    Returns:
+        A float for a scalar logit, else an array of the shape of ``z``.
+
+    Raises:
+        ValueError: If the shapes differ or a label is outside [0, 1].
+    """
+    z, y = np.asarray(z, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    if z.shape != y.shape:
+        raise ValueError(f"logits {z.shape} and labels {y.shape} must have the same shape")
+    if np.any((y < 0) | (y > 1)):
+        raise ValueError(f"labels must lie in [0, 1], got {y!r}")
+    losses = np.maximum(z, 0.0) - z * y + np.log1p(np.exp(-np.abs(z)))
+    return float(losses) if losses.ndim == 0 else losses
+
+
+def binary_cross_entropy_grad(z: ArrayLike, y: ArrayLike) -> Array:
+    """Gradient of :func:`binary_cross_entropy` with respect to the logit: ``σ(z) − y``.
+
+    The two-class case of ``p − onehot``: a sigmoid is a softmax over the logits ``(0, z)``.
+
+    Args:
+        z: Logits, any shape.
+        y: Labels of the same shape, in [0, 1].
+
+    Returns:
+        An array with the shape of ``z``.
+
+    Raises:
+        ValueError: If the shapes differ or a label is outside [0, 1].
+    """
+    binary_cross_entropy(z, y)  # validates the arguments
+    z, y = np.asarray(z, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    return np.exp(-np.logaddexp(0.0, -z)) - y
+
+
+def _check_batch_norm(
+    x: ArrayLike, gamma: ArrayLike, beta: ArrayLike, eps: float
+) -> tuple[Array, Array, Array]:
+    x = _as_float_array(x, "x")
+    if x.ndim < 2 or x.shape[0] < 2:
+        raise ValueError(
+            f"x must be a batch (N, ..., C) with N ≥ 2 examples to normalise, got shape {x.shape}"
+        )
+    channels = x.shape[-1]
+    gamma = _as_float_array(gamma, "gamma", ndim=1)
+    beta = _as_float_array(beta, "beta", ndim=1)
+    if gamma.shape != (channels,) or beta.shape != (channels,):
+        raise ValueError(
+            f"gamma and beta must have shape ({channels},), got {gamma.shape} and {beta.shape}"
+        )
+    if not eps > 0:
+        raise ValueError(f"eps must be positive, got {eps!r}")
+    return x, gamma, beta
+
+
+def batch_norm(x: ArrayLike, gamma: ArrayLike, beta: ArrayLike, eps: float = 1e-3) -> Array:
+    """Batch normalisation in training mode: normalise each channel with the batch's statistics.
+
+    Over every axis but the last (the batch, and height and width for images):
+    ``μ = mean(x)``, ``v = mean((x − μ)²)`` (the biased variance, as Keras uses),
+    ``x̂ = (x − μ) / √(v + ε)`` and ``y = γ x̂ + β``.
+
+    Args:
+        x: A batch ``(N, C)`` or ``(N, H, W, C)``.
+        gamma: Scale per channel, ``(C,)``.
+        beta: Shift per channel, ``(C,)``.
+        eps: Added to the variance (Keras' default 1e-3).
+
+    Returns:
+        ``y``, with the shape of ``x``.
+
+    Raises:
+        ValueError: For a batch of fewer than two examples, mismatched shapes or ``eps`` ≤ 0.
+    """
+    x, gamma, beta = _check_batch_norm(x, gamma, beta, eps)
+    axes = tuple(range(x.ndim - 1))
+    mean = x.mean(axis=axes)
+    variance = ((x - mean) ** 2).mean(axis=axes)
+    return gamma * (x - mean) / np.sqrt(variance + eps) + beta
+
+
+def batch_norm_grads(
+    x: ArrayLike, gamma: ArrayLike, beta: ArrayLike, de_dy: ArrayLike, eps: float = 1e-3
+) -> tuple[Array, Array, Array]:
+    """Backward pass of :func:`batch_norm` (training mode), given the upstream gradient.
+
+    With ``M`` values per channel, ``σ = √(v + ε)`` and sums over those M values:
+
+    * ``∂e/∂β = Σ g``, ``∂e/∂γ = Σ g x̂``;
+    * ``∂e/∂x = γ / (M σ) · (M g − Σ g − x̂ Σ g x̂)``.
+
+    The last one is not ``γ g / σ``: every value of the batch moved the mean and the variance, so
+    every value's gradient has a share in every other's.
+
+    Args:
+        x: The forward input, ``(N, C)`` or ``(N, H, W, C)``.
+        gamma: Scale per channel.
+        beta: Shift per channel (the gradients do not depend on it; checked for its shape).
+        de_dy: Upstream gradient, the shape of ``x``.
+        eps: The forward pass's ε.
+
+    Returns:
+        ``(de_dx, de_dgamma, de_dbeta)`` with the shapes of ``x``, ``gamma`` and ``beta``.
+
+    Raises:
+        ValueError: For mismatched shapes (see :func:`batch_norm`).
+    """
+    x, gamma, beta = _check_batch_norm(x, gamma, beta, eps)
+    g = _as_float_array(de_dy, "de_dy")
+    if g.shape != x.shape:
+        raise ValueError(f"de_dy must have the shape of x {x.shape}, got {g.shape}")
+    axes = tuple(range(x.ndim - 1))
+    count = x.size // x.shape[-1]
+    mean = x.mean(axis=axes)
+    sigma = np.sqrt(((x - mean) ** 2).mean(axis=axes) + eps)
+    x_hat = (x - mean) / sigma
+    sum_g, sum_g_x_hat = g.sum(axis=axes), (g * x_hat).sum(axis=axes)
+    de_dx = gamma / (count * sigma) * (count * g - sum_g - x_hat * sum_g_x_hat)
+    return de_dx, sum_g_x_hat, sum_g
+
+
+def minibatch_gradient_error(per_example: ArrayLike, batch_size: int) -> float:
+    """Expected squared error ``E‖g_B − g‖²`` of a minibatch gradient, drawn without replacement.
+
+    ``g`` is the full-batch gradient (the mean of the N per-example gradients ``G_i``) and ``g_B``
+    the mean over a uniformly random minibatch of B distinct examples. ``g_B`` is unbiased, and
+
+    ``E‖g_B − g‖² = (N − B) / (N − 1) · (1/B) · (1/N) Σ_i ‖G_i − g‖²``
+
+    — the per-example variance divided by B, times the finite-population correction that makes
+    the error vanish at B = N.
+
+    Args:
+        per_example: Per-example gradients, shape ``(N, ...)`` with N ≥ 2.
+        batch_size: B, with ``1 ≤ B ≤ N``.
+
+    Returns:
+        The expected squared Euclidean (Frobenius) error.
+
+    Raises:
+        ValueError: If there are fewer than two examples or B is out of range.
+    """
+    gradients = _as_float_array(per_example, "per_example")
+    count = gradients.shape[0] if gradients.ndim else 0
+    if count < 2:
+        raise ValueError(f"need per-example gradients of at least 2 examples, got {count}")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int | np.integer):
+        raise ValueError(f"batch_size must be an integer, got {batch_size!r}")
+    if not 1 <= batch_size <= count:
+        raise ValueError(f"batch_size must be in [1, {count}], got {batch_size}")
+    flat = gradients.reshape(count, -1)
+    variance = float(np.mean(np.sum((flat - flat.mean(axis=0)) ** 2, axis=1)))
+    return (count - batch_size) / (count - 1) * variance / batch_size

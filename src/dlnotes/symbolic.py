@@ -294,3 +294,61 @@ def matmul_gradient_differences(
         de_dX=compare(X.applyfunc(lambda x: sp.diff(error, x)), G * W.T),
         de_dW=compare(W.applyfunc(lambda w: sp.diff(error, w)), X.T * G),
     )
+
+
+def binary_cross_entropy_gradient_difference() -> Derivation:
+    """Differentiate ``−y log σ(z) − (1 − y) log(1 − σ(z))`` and compare with ``σ(z) − y``.
+
+    Returns:
+        The derivation, as 1×1 matrices; ``y`` is a symbol, so it holds for soft labels too.
+    """
+    z, y = sp.symbols("z y", real=True)
+    sigma = 1 / (1 + sp.exp(-z))
+    error = -y * sp.log(sigma) - (1 - y) * sp.log(1 - sigma)
+    return compare(sp.Matrix([sp.diff(error, z)]), sp.Matrix([sigma - y]))
+
+
+@dataclass(frozen=True)
+class BatchNormDerivations:
+    """The three gradients of batch normalisation over one channel, each a :class:`Derivation`."""
+
+    de_dx: Derivation
+    de_dgamma: Derivation
+    de_dbeta: Derivation
+
+
+def batch_norm_differences(size: int = 3) -> BatchNormDerivations:
+    """Differentiate batch normalisation of ``size`` values of one channel symbolically.
+
+    ``y_i = γ (x_i − μ) / σ + β`` with ``μ = Σx/M``, ``σ = √(Σ(x − μ)²/M + ε)`` and the error
+    ``e = Σ w_i y_i`` (``w`` stands for the upstream gradient). The closed forms are
+
+    * ``∂e/∂x = γ / (M σ) · (M w − Σw − x̂ Σ w x̂)``,
+    * ``∂e/∂γ = Σ w x̂``, ``∂e/∂β = Σ w``.
+
+    Args:
+        size: Number of values M normalised together (at least 2).
+
+    Returns:
+        The three derivations, as column vectors (1×1 for γ and β).
+
+    Raises:
+        ValueError: If ``size`` < 2.
+    """
+    if size < 2:
+        raise ValueError(f"batch normalisation needs at least 2 values, got {size}")
+    x, w = _vector("x", size), _vector("w", size)
+    gamma, beta = sp.symbols("gamma beta", real=True)
+    eps = sp.Symbol("epsilon", positive=True)
+    mean = sum(x) / size
+    sigma = sp.sqrt(sum((xi - mean) ** 2 for xi in x) / size + eps)
+    x_hat = (x - sp.ones(size, 1) * mean) / sigma
+    y = gamma * x_hat + sp.ones(size, 1) * beta
+    error = (w.T * y)[0, 0]
+    sum_w, sum_w_x_hat = sum(w), (w.T * x_hat)[0, 0]
+    closed_dx = gamma / (size * sigma) * (size * w - sp.ones(size, 1) * sum_w - x_hat * sum_w_x_hat)
+    return BatchNormDerivations(
+        de_dx=compare(sp.Matrix([sp.diff(error, xi) for xi in x]), closed_dx),
+        de_dgamma=compare(sp.Matrix([sp.diff(error, gamma)]), sp.Matrix([sum_w_x_hat])),
+        de_dbeta=compare(sp.Matrix([sp.diff(error, beta)]), sp.Matrix([sum_w])),
+    )
