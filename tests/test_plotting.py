@@ -57,3 +57,19 @@ def test_image_grid_shapes_and_titles() -> None:
 def test_image_grid_rejects_bad_input(kwargs: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         plotting.image_grid(**kwargs)
+
+
+def test_plot_runs_draws_train_dashed_and_validation_solid() -> None:
+    runs = {
+        "a": {"accuracy": [0.1, 0.2], "val_accuracy": [0.1, 0.15], "loss": [2.0, 1.5]},
+        "b": {"val_accuracy": [0.2, 0.3, 0.4]},
+    }
+    fig = plotting.plot_runs(runs, ["accuracy", "loss"], title="t")
+    accuracy, loss = fig.axes
+    styles = sorted((line.get_label(), line.get_linestyle()) for line in accuracy.get_lines())
+    assert styles == [("a, train", "--"), ("a, validation", "-"), ("b, validation", "-")]
+    assert [line.get_label() for line in loss.get_lines()] == ["a, train"]
+    with pytest.raises(ValueError, match="no run has the metric 'top5'"):
+        plotting.plot_runs(runs, ["top5"])
+    with pytest.raises(ValueError, match="need at least one run and one metric"):
+        plotting.plot_runs({}, ["loss"])

@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from dlnotes import data, training
@@ -219,3 +220,16 @@ def test_train_config_for_profile_and_validation() -> None:
     for field, value in [("epochs", 0), ("batch_size", 0), ("width", 30), ("mix", "x")]:
         with pytest.raises(ValueError, match=f"invalid {field}: {value!r}"):
             train.TrainConfig.for_profile("smoke", **{field: value})
+
+
+def test_learning_rates_follow_the_schedule_per_epoch() -> None:
+    from dlnotes import train
+
+    config = train.TrainConfig.for_profile("full")
+    rates = train.learning_rates(config, 390)
+    assert len(rates) == config.epochs
+    peak = int(np.argmax(rates))
+    assert rates[peak] == pytest.approx(config.learning_rate, rel=1e-3)
+    assert peak == round(config.warmup_epochs) - 1
+    assert rates[-1] == pytest.approx(0.01 * config.learning_rate, rel=1e-3)
+    assert train.learning_rates(config, 390, replicas=2)[peak] == pytest.approx(2 * rates[peak])

@@ -102,3 +102,64 @@ def image_grid(
             ax.set_title(titles[index], fontsize=8)
     fig.tight_layout()
     return fig
+
+
+def plot_runs(
+    runs: Mapping[str, Mapping[str, Sequence[float]]],
+    metrics: Sequence[str] = ("accuracy", "loss"),
+    *,
+    title: str | None = None,
+) -> Figure:
+    """Compare several runs: one panel per metric, each run's training curve dashed and its
+    validation curve solid in the same colour.
+
+    Args:
+        runs: ``{label: per-epoch log}``, e.g. histories read with
+            :func:`dlnotes.training.read_log`. A metric a run lacks is skipped for that run.
+        metrics: Metric names (the ``val_`` curve is drawn when present).
+        title: Optional figure title.
+
+    Returns:
+        The figure.
+
+    Raises:
+        ValueError: If ``runs`` or ``metrics`` is empty, or no run has a requested metric.
+    """
+    if not runs or not metrics:
+        raise ValueError(
+            f"need at least one run and one metric, got {len(runs)} and {len(metrics)}"
+        )
+    for metric in metrics:
+        if not any(metric in history or f"val_{metric}" in history for history in runs.values()):
+            raise ValueError(f"no run has the metric {metric!r}")
+    fig, axes = plt.subplots(1, len(metrics), figsize=(4.5 * len(metrics), 3.2), squeeze=False)
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for ax, metric in zip(axes[0], metrics, strict=True):
+        for index, (label, history) in enumerate(runs.items()):
+            colour = colours[index % len(colours)]
+            if metric in history:
+                values = np.asarray(history[metric], dtype=float)
+                ax.plot(
+                    np.arange(1, len(values) + 1),
+                    values,
+                    "--",
+                    color=colour,
+                    label=f"{label}, train",
+                )
+            if f"val_{metric}" in history:
+                values = np.asarray(history[f"val_{metric}"], dtype=float)
+                ax.plot(
+                    np.arange(1, len(values) + 1),
+                    values,
+                    "-",
+                    color=colour,
+                    label=f"{label}, validation",
+                )
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(metric)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize="small")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig

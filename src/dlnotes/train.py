@@ -458,6 +458,17 @@ def _versions() -> dict[str, str]:
     }
 
 
+def _schedule(config: TrainConfig, steps_per_epoch: int, replicas: int) -> Any:
+    from dlnotes import training
+
+    return training.learning_rate_schedule(
+        peak=config.learning_rate * replicas,
+        steps_per_epoch=steps_per_epoch,
+        epochs=config.epochs,
+        warmup_epochs=min(config.warmup_epochs, config.epochs - 1),
+    )
+
+
 def build_models(
     config: TrainConfig,
     dataset: Dataset,
@@ -499,14 +510,10 @@ def build_models(
         seed=config.seed,
         mix=config.mix != "none",
     )
-    schedule = training.learning_rate_schedule(
-        peak=config.learning_rate * replicas,
-        steps_per_epoch=steps_per_epoch,
-        epochs=config.epochs,
-        warmup_epochs=min(config.warmup_epochs, config.epochs - 1),
-    )
     optimizer = training.make_optimizer(
-        config.optimizer, schedule, weight_decay=config.weight_decay or None
+        config.optimizer,
+        _schedule(config, steps_per_epoch, replicas),
+        weight_decay=config.weight_decay or None,
     )
     for model in (built.train, built.flip_averaged):
         training.compile_classifier(
@@ -703,6 +710,21 @@ def run(args: argparse.Namespace, *, started: float | None = None) -> dict[str, 
     _write_json(out_dir / "metrics.json", metrics)
     print(json.dumps(metrics), flush=True)
     return metrics
+
+
+def learning_rates(config: TrainConfig, steps_per_epoch: int, *, replicas: int = 1) -> list[float]:
+    """The learning rate at the end of each epoch of a run (the schedule the trainer builds).
+
+    Args:
+        config: The run's configuration.
+        steps_per_epoch: Optimiser steps per epoch.
+        replicas: Devices (the peak is scaled linearly with them).
+
+    Returns:
+        One value per epoch.
+    """
+    schedule = _schedule(config, steps_per_epoch, replicas)
+    return [float(schedule(steps_per_epoch * (epoch + 1))) for epoch in range(config.epochs)]
 
 
 def load_trained_model(out_dir: str | os.PathLike[str], *, weights: str = "best") -> keras.Model:

@@ -1,0 +1,136 @@
+"""Recorded training runs: the GPU runs committed under ``benchmarks/results`` with provenance.
+
+A page that shows a GPU result reads it from the run folder the trainer wrote on the GPU
+(``config.json``, ``metrics.json``, ``history.csv``) — never from numbers typed into the page. In a
+source checkout the folders are read where they lie; elsewhere (an installed package, Colab) they
+are downloaded once from the repository into the cache.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from dlnotes import paths
+
+REPOSITORY_RAW_URL = "https://raw.githubusercontent.com/dlnotes/dlnotes/main"
+"""Raw-file address of the repository (the same repository and branch as ``_config.yml``)."""
+
+RUN_FILES = ("config.json", "history.csv")
+"""Files every run folder has; ``metrics.json`` is written only when a run finishes."""
+
+
+@dataclass(frozen=True)
+class RecordedRun:
+    """One recorded run of ``python -m dlnotes.train``.
+
+    Attributes:
+        name: Folder name under ``benchmarks/results``, e.g. ``"full-profile"``.
+        config: The run's ``config.json``.
+        metrics: The run's ``metrics.json``; empty for a run stopped before its end.
+        history: The per-epoch log, ``{metric: [value per epoch]}``.
+    """
+
+    name: str
+    config: dict[str, Any]
+    metrics: dict[str, Any]
+    history: dict[str, list[float]]
+
+
+def results_dir() -> Path | None:
+    """``benchmarks/results`` of the source checkout this package runs from, if there is one."""
+    candidate = Path(__file__).resolve().parents[2] / "benchmarks" / "results"
+    return candidate if candidate.is_dir() else None
+
+
+def _download(name: str) -> Path:
+    from dlnotes import runtime
+
+    keras = runtime.import_quietly("keras")
+    folder = paths.cache_dir() / "recorded-runs" / name
+    folder.mkdir(parents=True, exist_ok=True)
+    for file in (*RUN_FILES, "metrics.json"):
+        keras.utils.get_file(
+            fname=file,
+            origin=f"{REPOSITORY_RAW_URL}/benchmarks/results/{name}/{file}",
+            cache_dir=str(folder),
+            cache_subdir=".",
+        )
+    return folder
+
+
+def load_run(name: str, *, root: str | os.PathLike[str] | None = None) -> RecordedRun:
+    """Read a recorded run.
+
+    Args:
+        name: Folder name under ``benchmarks/results`` (may contain ``/``).
+        root: Folder holding the runs; default: the checkout's ``benchmarks/results``, or a
+            download from the repository when the package is installed without one.
+
+    Returns:
+        The run.
+
+    Raises:
+        FileNotFoundError: If the run folder lacks one of its files.
+    """
+    from dlnotes import training
+
+    if root is not None:
+        folder = Path(root) / name
+    else:
+        local = results_dir()
+        folder = local / name if local is not None else _download(name)
+    missing = [file for file in RUN_FILES if not (folder / file).is_file()]
+    if missing:
+        raise FileNotFoundError(f"not a recorded run: {folder} lacks {', '.join(missing)}")
+    metrics_file = folder / "metrics.json"
+    return RecordedRun(
+        name=name,
+        config=json.loads((folder / "config.json").read_text()),
+        metrics=json.loads(metrics_file.read_text()) if metrics_file.is_file() else {},
+        history=training.read_log(folder / "history.csv"),
+    )
+
+
+def time_breakdown(metrics: dict[str, Any]) -> dict[str, float]:
+    """Split a run's wall time into where it went.
+
+    * **decoding** the JPEGs into memory;
+    * **compilation**: how much longer the first epoch took than the median epoch (the first
+      epoch traces and compiles the training and evaluation steps);
+    * **training** epochs (validation after each epoch included) without that extra;
+    * the **final evaluation** (single view and flip-averaged);
+    * **the rest**: start-up, imports, listing files, building the models, writing files.
+
+    Args:
+        metrics: A ``metrics.json`` of the trainer.
+
+    Returns:
+        Seconds per part, in that order; they add up to ``wall_seconds``.
+
+    Raises:
+        ValueError: If a timing key is missing.
+    """
+    keys = (
+        "wall_seconds",
+        "decode_seconds",
+        "fit_seconds",
+        "evaluate_seconds",
+        "first_epoch_seconds",
+        "median_epoch_seconds",
+    )
+    missing = [key for key in keys if metrics.get(key) is None]
+    if missing:
+        raise ValueError(f"metrics lack timing keys: {missing}")
+    compilation = max(metrics["first_epoch_seconds"] - metrics["median_epoch_seconds"], 0.0)
+    measured = metrics["decode_seconds"] + metrics["fit_seconds"] + metrics["evaluate_seconds"]
+    return {
+        "decoding": metrics["decode_seconds"],
+        "compilation (first epoch beyond a steady one)": compilation,
+        "training and validation epochs": metrics["fit_seconds"] - compilation,
+        "final evaluation": metrics["evaluate_seconds"],
+        "start-up, building, writing": metrics["wall_seconds"] - measured,
+    }
