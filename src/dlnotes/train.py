@@ -206,7 +206,10 @@ def run(args: argparse.Namespace) -> dict:
     out_dir = args.out_dir
     _check_resume(out_dir, config)
     root = args.data_dir if args.data_dir is not None else paths.data_dir()
-    train_split, val_split = data.read_split(root, "train"), data.read_split(root, "val")
+    # The profile's part of the data (smoke: at most 10 classes, 100 training images per class).
+    subset = data.profile_subset(root, config.profile)
+    train_split = data.read_split(root, "train", subset=subset)
+    val_split = data.read_split(root, "val", subset=subset)
     num_classes = len(train_split.class_ids)
     train_paths, train_labels = _subset(train_split, config.max_train_per_class)
     print(
