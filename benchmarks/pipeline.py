@@ -1,16 +1,19 @@
-"""Input-pipeline throughput on Tiny ImageNet: five loaders measured side by side in one run.
+"""Input-pipeline throughput on Tiny ImageNet: five loaders measured side by side, several runs.
 
 Usage:
-    python benchmarks/pipeline.py --data-dir ROOT [--repeat 20] [--batch-size 128]
+    python benchmarks/pipeline.py --data-dir ROOT [--runs 3] [--repeat 20] [--batch-size 128]
+        [--machine TEXT] [--dataset TEXT] [--write]
 
-See dlnotes.throughput.compare_loaders for what is measured. Prints a table with the ratio of
-each loader to the legacy ImageDataGenerator and, as its last line, one JSON object with the
-five rates (images per second).
+See dlnotes.throughput.compare_loaders for what is measured. Prints a table per run with the ratio
+of each loader to the legacy ImageDataGenerator. With --write, the runs are stored in the package
+resource src/dlnotes/resources/pipeline_benchmark.json, the one source of the numbers that the
+input-pipeline chapter plots and the README quotes.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import os
 import platform
@@ -18,27 +21,65 @@ from pathlib import Path
 
 from dlnotes import data, paths, runtime, throughput
 
+RESULTS = Path(__file__).resolve().parents[1] / "src" / "dlnotes" / throughput.RESULTS_RESOURCE
 
-def main(argv: list[str] | None = None) -> dict[str, float]:
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", type=Path, default=None, help="Tiny ImageNet root")
+    parser.add_argument("--runs", type=int, default=3, help="independent runs of all five loaders")
     parser.add_argument("--repeat", type=int, default=20, help="passes over the training split")
     parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--machine", default=None, help="how to name this machine")
+    parser.add_argument("--dataset", default=None, help="how to name the data set")
+    parser.add_argument("--write", action="store_true", help=f"store the runs in {RESULTS}")
     args = parser.parse_args(argv)
+    if args.runs < 1:
+        parser.error(f"--runs must be at least 1, got {args.runs}")
     root = args.data_dir if args.data_dir is not None else paths.data_dir()
-    rates = throughput.compare_loaders(root, repeat=args.repeat, batch_size=args.batch_size)
     tf = runtime.import_quietly("tensorflow")
     images = len(data.read_split(root, "train").paths)
-    print(
-        f"\n{images} training images × {args.repeat} passes, batch {args.batch_size}; "
-        f"{os.cpu_count()} CPU cores ({platform.machine()}), TensorFlow {tf.__version__}"
+    machine = args.machine or (
+        f"{os.cpu_count()} CPU cores ({_cpu_model()}, {platform.machine()}), no GPU"
     )
-    base = rates["image_data_generator"]
-    print(f"{'loader':<32}{'images/s':>12}{'× ImageDataGenerator':>24}")
-    for name, rate in rates.items():
-        print(f"{name:<32}{rate:>12,.0f}{rate / base:>24.1f}")
-    print(json.dumps({name: round(rate, 1) for name, rate in rates.items()}))
-    return rates
+    print(
+        f"{images} training images × {args.repeat} passes, batch {args.batch_size}; {machine}, "
+        f"TensorFlow {tf.__version__}"
+    )
+    runs = []
+    for number in range(1, args.runs + 1):
+        rates = throughput.compare_loaders(root, repeat=args.repeat, batch_size=args.batch_size)
+        base = rates["image_data_generator"]
+        print(f"\nrun {number}\n{'loader':<32}{'images/s':>12}{'× ImageDataGenerator':>24}")
+        for name, rate in rates.items():
+            print(f"{name:<32}{rate:>12,.0f}{rate / base:>24.1f}")
+        runs.append({name: round(rate, 1) for name, rate in rates.items()})
+    results = {
+        "machine": machine,
+        "date": datetime.date.today().isoformat(),
+        "tensorflow": tf.__version__,
+        "dataset": args.dataset or str(root),
+        "images": images,
+        "repeat": args.repeat,
+        "batch_size": args.batch_size,
+        "runs": runs,
+    }
+    throughput.check_results(results)
+    if args.write:
+        RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+        print(f"\nwrote {RESULTS}")
+    print(json.dumps(results))
+    return results
 
 
 if __name__ == "__main__":

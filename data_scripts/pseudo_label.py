@@ -1,12 +1,13 @@
 """Label a split of Tiny ImageNet with a pretrained ImageNet classifier, without moving any file.
 
 Usage:
-    python data_scripts/pseudo_label.py --data-dir ROOT --split test --model HANDLE_OR_PATH
+    python data_scripts/pseudo_label.py --data-dir ROOT --split test [--model HANDLE_OR_PATH]
         --out labels.csv [--threshold T] [--batch-size B]
 
-HANDLE_OR_PATH is a TF Hub handle (default: the MobileNetV2 classifier of the source notes) or a
-local SavedModel folder. Predictions are restricted to the dataset's own classes; rows below the
-confidence threshold are left out. The CSV (path,wnid,confidence) can be passed to
+HANDLE_OR_PATH is a TF Hub handle or a local SavedModel folder; by default the MobileNetV2 ImageNet
+classifier of the source notes (offline: exported from the weights in $DLNOTES_PRETRAINED_DIR, see
+dlnotes.hub.load_pretrained_classifier). Predictions are restricted to the dataset's own classes;
+rows below the confidence threshold are left out. The CSV (path,wnid,confidence) can be passed to
 dlnotes.data.read_split(..., labels_csv=...) to use the labels.
 """
 
@@ -24,7 +25,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-dir", type=Path, default=None, help="dataset root")
     parser.add_argument("--split", choices=data.SPLITS, default="test")
     parser.add_argument(
-        "--model", default=hub.MOBILENET_V2_HANDLE, help="TF Hub handle or SavedModel folder"
+        "--model",
+        default=None,
+        help=f"TF Hub handle or SavedModel folder (default: {hub.MOBILENET_V2_HANDLE}, or the "
+        f"weights in ${paths.PRETRAINED_DIR_ENV})",
     )
     parser.add_argument("--out", type=Path, required=True, help="CSV manifest to write")
     parser.add_argument(
@@ -39,7 +43,11 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError(f"--threshold must be in [0, 1], got {args.threshold}")
         split = data.read_split(root, args.split)
         indices = hub.class_logit_indices(split.class_ids)
-        classifier = hub.load_classifier(args.model, input_size=args.input_size)
+        classifier = (
+            hub.load_pretrained_classifier()
+            if args.model is None
+            else hub.load_classifier(args.model, input_size=args.input_size)
+        )
         labels, confidence = hub.predict_split(
             classifier,
             split.paths,
@@ -50,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
         kept = hub.write_manifest(
             args.out, split.paths, labels, confidence, split.class_ids, threshold=args.threshold
         )
-    except (FileNotFoundError, ValueError) as error:
+    except (FileNotFoundError, ValueError, paths.PretrainedUnavailable) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     print(

@@ -1,20 +1,28 @@
-"""Shared test set-up: one real Tiny ImageNet subset for every test and every notebook.
+"""Shared test set-up: one real Tiny ImageNet subset and real pretrained weights for every test.
 
 ``pytest_configure`` extracts ``../shared/data/tiny-imagenet-mini.zip`` (a real 10-class subset
 of Tiny ImageNet in the original layout) into a temporary folder once per run and points
-``DLNOTES_DATA_DIR`` at it, so unit tests, nbmake's notebook kernels and the book build all read
-the same data. Without the archive (a user's clone) a synthetic dataset in the identical layout
-is written instead; on CI (``CI`` set) the real archive is required.
+``DLNOTES_DATA_DIR`` at it, so unit tests and nbmake's notebook kernels read the same data (the
+book build downloads the same archive from a loopback mirror, see ``test_book_build.py``). It also
+points ``DLNOTES_PRETRAINED_DIR`` at ``../shared/models`` (real MobileNetV2 ImageNet weights) unless
+it is set already. Without the archive (a user's clone) a synthetic dataset in the identical layout
+is written instead, and without the weights the chapters fall back to their stand-ins; on CI
+(``CI`` set) both are required.
 """
 
 from __future__ import annotations
 
+import hashlib
+import http.server
+import io
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +33,8 @@ from dlnotes import synthetic
 REPO_ROOT = Path(__file__).resolve().parents[1]
 MINI_ARCHIVE_ENV = "DLNOTES_MINI_ARCHIVE"
 DEFAULT_MINI_ARCHIVE = REPO_ROOT.parent / "shared" / "data" / "tiny-imagenet-mini.zip"
+PRETRAINED_ENV = "DLNOTES_PRETRAINED_DIR"
+DEFAULT_PRETRAINED_DIR = REPO_ROOT.parent / "shared" / "models"
 
 _state: dict[str, Path | str] = {}
 
@@ -34,7 +44,22 @@ def mini_archive() -> Path:
     return Path(os.environ.get(MINI_ARCHIVE_ENV, DEFAULT_MINI_ARCHIVE))
 
 
+def pretrained_dir() -> Path | None:
+    """The folder of real pretrained weights for the tests (``$DLNOTES_PRETRAINED_DIR`` or
+    ``../shared/models``), or None when neither holds them."""
+    folder = Path(os.environ.get(PRETRAINED_ENV) or DEFAULT_PRETRAINED_DIR)
+    return folder if (folder / "mobilenet_v2_1.0_224.weights.h5").is_file() else None
+
+
 def pytest_configure(config: pytest.Config) -> None:
+    weights = pretrained_dir()
+    if weights is not None:
+        os.environ[PRETRAINED_ENV] = str(weights)
+    elif os.environ.get("CI"):
+        raise pytest.UsageError(
+            f"CI must test with real pretrained weights, but {DEFAULT_PRETRAINED_DIR} holds none "
+            f"(set {PRETRAINED_ENV} to a folder with the two MobileNetV2 weight files)"
+        )
     workdir = Path(tempfile.mkdtemp(prefix="dlnotes-tests-"))
     archive = mini_archive()
     if archive.is_file():
@@ -57,7 +82,11 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_report_header(config: pytest.Config) -> str:
-    return f"dlnotes test data: {_state.get('kind')} at {_state.get('root')}"
+    weights = os.environ.get(PRETRAINED_ENV) or "none (the chapters use their stand-ins)"
+    return (
+        f"dlnotes test data: {_state.get('kind')} at {_state.get('root')}; "
+        f"pretrained weights: {weights}"
+    )
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -74,6 +103,74 @@ def run_script(script: Path, *args: str, timeout: int = 600) -> subprocess.Compl
         text=True,
         timeout=timeout,
     )
+
+
+class ArchiveServer:
+    """Serves byte strings on 127.0.0.1; ``truncate`` paths send half the body, then hang up."""
+
+    def __init__(self) -> None:
+        self.files: dict[str, bytes] = {}
+        self.truncate: set[str] = set()
+        self.requests: list[str] = []
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                server.requests.append(self.path)
+                body = server.files.get(self.path)
+                if body is None:
+                    self.send_error(404)
+                    return
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                if self.path in server.truncate:
+                    self.wfile.write(body[: len(body) // 2])
+                    self.wfile.flush()
+                    self.close_connection = True
+                    return
+                self.wfile.write(body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}{path}"
+
+    def __enter__(self) -> ArchiveServer:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def server() -> Iterator[ArchiveServer]:
+    """A loopback HTTP server for download tests (stopped after the test)."""
+    with ArchiveServer() as archive_server:
+        yield archive_server
+
+
+def dataset_archive(root: Path) -> bytes:
+    """The real mini archive's bytes, or (without it) a zip of ``root`` in the archive's layout."""
+    archive = mini_archive()
+    if archive.is_file():
+        return archive.read_bytes()
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as zipped:
+        for path in sorted(root.rglob("*")):
+            zipped.write(path, Path("tiny-imagenet-200") / path.relative_to(root))
+    return buffer.getvalue()
+
+
+def md5(blob: bytes) -> str:
+    """MD5 checksum of bytes, as the download expects it."""
+    return hashlib.md5(blob).hexdigest()
 
 
 def shift_flip_candidates(image: np.ndarray, padding: int) -> list[np.ndarray]:

@@ -112,6 +112,11 @@ def test_first_code_cell_is_the_colab_setup(notebook: Path) -> None:
     assert first_code.source == _first_cell(), (
         f"the first code cell of {notebook.name} must be exactly:\n{_first_cell()}"
     )
+    tags = first_code.metadata.get("tags", [])
+    assert all(tag in tags for tag in book.FIRST_CELL_TAGS), (
+        f"the first code cell of {notebook.name} must carry the tags {book.FIRST_CELL_TAGS} "
+        "(collapsed in the book)"
+    )
 
 
 def _record_pip_calls(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
@@ -144,7 +149,7 @@ def test_setup_cell_installs_from_the_configured_repository_inside_colab(
     exec(compile(_first_cell(), "first-cell", "exec"), {})
     url, branch = CONFIG["repository"]["url"], CONFIG["repository"]["branch"]
     assert calls == [
-        [sys.executable, "-m", "pip", "install", "-q", f"dlnotes @ git+{url}@{branch}"]
+        [sys.executable, "-m", "pip", "install", "-q", f"dlnotes[tensorflow] @ git+{url}@{branch}"]
     ]
 
 

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import ArchiveServer, md5, mini_archive
 
-from dlnotes import data, synthetic
+from dlnotes import data, hub, profiles, synthetic
 
 
 def test_train_split_reads_every_class_in_wnids_order(tiny_imagenet: Path) -> None:
@@ -211,21 +212,49 @@ def test_find_root_prefers_the_configured_dataset(tiny_imagenet: Path, capsys) -
     assert str(tiny_imagenet) in capsys.readouterr().out
 
 
-def test_find_root_falls_back_to_a_synthetic_stand_in_in_smoke(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys
-) -> None:
-    from dlnotes import hub, profiles
-
-    monkeypatch.setenv("DLNOTES_DATA_DIR", str(tmp_path / "nothing-here"))
+@pytest.fixture
+def empty_cache(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """No DLNOTES_DATA_DIR and an empty cache: the state of a fresh machine."""
+    monkeypatch.delenv("DLNOTES_DATA_DIR", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    return tmp_path / "cache" / "dlnotes"
+
+
+def test_find_root_downloads_into_an_empty_cache_once(
+    empty_cache: Path, server: ArchiveServer, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    archive = mini_archive().read_bytes() if mini_archive().is_file() else None
+    if archive is None:
+        pytest.skip("needs the real mini archive")
+    server.files["/mirror/tiny.zip"] = archive
+    monkeypatch.setenv("DLNOTES_DATA_URL", server.url("/mirror/tiny.zip"))
+    monkeypatch.setenv("DLNOTES_DATA_MD5", md5(archive))
     root = data.find_root(profiles.Profile("smoke", "test"))
-    assert "SYNTHETIC" in capsys.readouterr().out
+    assert root == empty_cache / "tiny-imagenet-200"
+    assert "downloading it once from http://127.0.0.1" in capsys.readouterr().out
+    subset = data.profile_subset(root, "smoke")
+    assert len(data.read_split(root, "train", subset=subset).paths) == 1000
+    assert data.find_root(profiles.Profile("full", "test")) == root  # present now: no download
+    assert server.requests == ["/mirror/tiny.zip"]
+
+
+def test_find_root_falls_back_to_a_synthetic_stand_in_only_when_the_download_fails(
+    empty_cache: Path, server: ArchiveServer, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    monkeypatch.setenv("DLNOTES_DATA_URL", server.url("/missing.zip"))
+    monkeypatch.setenv("DLNOTES_DATA_MD5", "0" * 32)
+    root = data.find_root(profiles.Profile("smoke", "test"))
+    out = capsys.readouterr().out
+    assert server.requests == ["/missing.zip"]  # it tried the download first
+    assert "SYNTHETIC" in out and "WARNING, stand-in: synthetic images" in out
+    assert "dlnotes-download" in out and "meaningless" in out
     class_ids = data.read_class_ids(root)
     assert len(class_ids) == 10 and set(class_ids) <= set(hub.imagenet_wnids())
     assert len(data.read_split(root, "train").paths) == 1000
     assert data.find_root(profiles.Profile("smoke", "test"), announce=False) == root  # reused
-    assert not list((tmp_path / "cache" / "dlnotes").glob(".*partial"))
-    with pytest.raises(FileNotFoundError, match=r"download_tiny_imagenet\.py"):
+    assert not list(empty_cache.glob(".*partial*"))
+    assert not (empty_cache / "tiny-imagenet-200").exists()
+    with pytest.raises(FileNotFoundError, match=r"download failed .*Run dlnotes-download"):
         data.find_root(profiles.Profile("full", "test"))
 
 
@@ -249,3 +278,98 @@ def test_load_images_in_several_processes_matches_one(tiny_imagenet: Path) -> No
     np.testing.assert_array_equal(serial, parallel)
     with pytest.raises(ValueError, match="workers must be at least 1, got 0"):
         data.load_images(paths, workers=0)
+
+
+def test_find_root_rejects_a_mirror_without_checksum(
+    empty_cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DLNOTES_DATA_URL", "http://127.0.0.1:9/tiny.zip")
+    monkeypatch.delenv("DLNOTES_DATA_MD5", raising=False)
+    with pytest.raises(ValueError, match="set both DLNOTES_DATA_URL and DLNOTES_DATA_MD5"):
+        data.find_root(profiles.Profile("smoke", "test"))
+
+
+@pytest.fixture(scope="module")
+def many_classes(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A synthetic root with more classes and images than the smoke profile reads."""
+    return synthetic.write_tiny_imagenet(
+        tmp_path_factory.mktemp("many"),
+        num_classes=23,
+        train_per_class=3,
+        val_per_class=2,
+        test_images=5,
+    )
+
+
+def test_smoke_subset_spreads_over_the_sorted_classes_deterministically(
+    many_classes: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(data, "SMOKE_TRAIN_PER_CLASS", 2)
+    monkeypatch.setattr(data, "SMOKE_TEST_IMAGES", 4)
+    subset = data.smoke_subset(many_classes)
+    ordered = sorted(data.read_class_ids(many_classes))
+    assert subset.classes == tuple(ordered[i * 23 // 10] for i in range(10))
+    assert subset == data.profile_subset(many_classes, profiles.Profile("smoke", "test"))
+    assert (subset.max_per_class, subset.max_test) == (2, 4)
+    train = data.read_split(many_classes, "train", subset=subset)
+    assert len(train.class_ids) == 10 and len(train.paths) == 20
+    np.testing.assert_array_equal(np.bincount(train.labels), [2] * 10)
+    assert data.profile_subset(many_classes, "full") == data.Subset()
+
+
+def test_subset_reads_only_the_kept_classes_in_wnids_order(many_classes: Path) -> None:
+    all_ids = data.read_class_ids(many_classes)
+    subset = data.Subset(classes=(all_ids[5], all_ids[1]), max_per_class=2, max_test=3)
+    train = data.read_split(many_classes, "train", subset=subset)
+    assert train.class_ids == [all_ids[1], all_ids[5]]
+    assert train.labels.tolist() == [0, 0, 1, 1]
+    assert [Path(p).parent.parent.name for p in train.paths] == [all_ids[1]] * 2 + [all_ids[5]] * 2
+    everything = data.read_split(many_classes, "train")
+    first_two = [p for p in everything.paths if f"/{all_ids[1]}/" in p][:2]
+    assert train.paths[:2] == first_two  # the first images in file-name order
+    val = data.read_split(many_classes, "val", subset=subset)
+    full_val = data.read_split(many_classes, "val")
+    kept = [
+        (p, full_val.class_ids[label])
+        for p, label in zip(full_val.paths, full_val.labels, strict=True)
+        if full_val.class_ids[label] in subset.classes
+    ]
+    assert val.paths == [p for p, _ in kept]  # every val image of the kept classes, none else
+    assert [val.class_ids[label] for label in val.labels] == [wnid for _, wnid in kept]
+    test = data.read_split(many_classes, "test", subset=subset)
+    assert test.paths == data.read_split(many_classes, "test").paths[:3]
+
+
+def test_small_roots_are_read_whole_in_smoke(tiny_imagenet: Path) -> None:
+    subset = data.profile_subset(tiny_imagenet, "smoke")
+    assert subset.classes is None
+    assert data.read_split(tiny_imagenet, "val", subset=subset).paths == (
+        data.read_split(tiny_imagenet, "val").paths
+    )
+
+
+def test_subset_describes_itself() -> None:
+    assert data.Subset().describe() == "all classes, all images"
+    assert (
+        data.Subset(("n1", "n2"), 100, 7).describe()
+        == "2 classes, ≤ 100 training images each, ≤ 7 test images"
+    )
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"classes": ()}, "at least one class"),
+        ({"classes": ("n1", "n1")}, "more than once"),
+        ({"max_per_class": 0}, "max_per_class must be a positive integer or None, got 0"),
+        ({"max_test": 2.5}, "max_test must be a positive integer or None, got 2.5"),
+    ],
+)
+def test_subset_rejects_bad_values(kwargs: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        data.Subset(**kwargs)
+
+
+def test_subset_naming_an_unknown_class_is_an_error(tiny_imagenet: Path) -> None:
+    with pytest.raises(ValueError, match=r"wnids.txt lacks: \['n99999999'\]"):
+        data.read_split(tiny_imagenet, "train", subset=data.Subset(classes=("n99999999",)))

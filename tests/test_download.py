@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import hashlib
-import http.server
 import io
-import threading
+import os
+import subprocess
+import sys
 import zipfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import run_script
+from conftest import ArchiveServer, dataset_archive, md5, run_script
 
 from dlnotes import data, download
 
@@ -19,69 +18,9 @@ REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "data_scripts" / "download_tiny_imagenet.py"
 
 
-class ArchiveServer:
-    """Serves byte strings on 127.0.0.1; ``truncate`` paths send half the body, then hang up."""
-
-    def __init__(self) -> None:
-        self.files: dict[str, bytes] = {}
-        self.truncate: set[str] = set()
-        self.requests: list[str] = []
-        server = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                server.requests.append(self.path)
-                body = server.files.get(self.path)
-                if body is None:
-                    self.send_error(404)
-                    return
-                self.send_response(200)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                if self.path in server.truncate:
-                    self.wfile.write(body[: len(body) // 2])
-                    self.wfile.flush()
-                    self.close_connection = True
-                    return
-                self.wfile.write(body)
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-
-    def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.httpd.server_address[1]}{path}"
-
-
-@pytest.fixture
-def server() -> Iterator[ArchiveServer]:
-    archive_server = ArchiveServer()
-    archive_server.thread.start()
-    yield archive_server
-    archive_server.httpd.shutdown()
-    archive_server.httpd.server_close()
-
-
-def _zip_folder(root: Path) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as archive:
-        for path in sorted(root.rglob("*")):
-            archive.write(path, Path("tiny-imagenet-200") / path.relative_to(root))
-    return buffer.getvalue()
-
-
 @pytest.fixture(scope="module")
 def archive_bytes(tiny_imagenet: Path) -> bytes:
-    from conftest import mini_archive
-
-    archive = mini_archive()
-    return archive.read_bytes() if archive.is_file() else _zip_folder(tiny_imagenet)
-
-
-def md5(blob: bytes) -> str:
-    return hashlib.md5(blob).hexdigest()
+    return dataset_archive(tiny_imagenet)
 
 
 def test_script_downloads_verifies_extracts_and_then_does_nothing(
@@ -200,3 +139,41 @@ def test_bad_checksum_format_and_occupied_destination(tmp_path: Path) -> None:
     assert (occupied / "notes.txt").read_text() == "mine"
     with pytest.raises(FileExistsError, match="exists already"):
         download.extract_archive(tmp_path / "x.zip", occupied)
+
+
+def test_console_command_uses_the_mirror_of_the_environment(
+    server: ArchiveServer, archive_bytes: bytes, tmp_path: Path
+) -> None:
+    command = Path(sys.executable).with_name("dlnotes-download")
+    assert command.is_file(), "pip install -e . installs the dlnotes-download command"
+    server.files["/mirror/tiny.zip"] = archive_bytes
+    root = tmp_path / "tiny-imagenet-200"
+    environment = {
+        **os.environ,
+        "DLNOTES_DATA_DIR": str(root),
+        "DLNOTES_DATA_URL": server.url("/mirror/tiny.zip"),
+        "DLNOTES_DATA_MD5": md5(archive_bytes),
+    }
+    result = subprocess.run(
+        [str(command)], capture_output=True, text=True, env=environment, timeout=600
+    )
+    assert result.returncode == 0, result.stderr
+    assert f"ready at {root}" in result.stdout
+    assert server.requests == ["/mirror/tiny.zip"]
+    assert data.read_class_ids(root)
+
+
+def test_archive_source_defaults_and_mirror(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("DLNOTES_DATA_URL", raising=False)
+    monkeypatch.delenv("DLNOTES_DATA_MD5", raising=False)
+    assert download.archive_source() == (download.TINY_IMAGENET_URL, download.TINY_IMAGENET_MD5)
+    monkeypatch.setenv("DLNOTES_DATA_URL", "http://mirror.example/t.zip")
+    with pytest.raises(ValueError, match="set both DLNOTES_DATA_URL and DLNOTES_DATA_MD5"):
+        download.archive_source()
+    monkeypatch.setenv("DLNOTES_DATA_MD5", "a" * 32)
+    assert download.archive_source() == ("http://mirror.example/t.zip", "a" * 32)
+
+
+def test_error_messages_name_the_download_command(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="run dlnotes-download"):
+        data.read_class_ids(tmp_path)

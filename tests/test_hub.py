@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import csv
+import hashlib
+import io
+import tarfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import run_script
+from conftest import ArchiveServer, pretrained_dir, run_script
 
-from dlnotes import data, hub
+from dlnotes import data, hub, paths, runtime, synthetic
 
 REPO = Path(__file__).resolve().parents[1]
 SMALL_INPUT = 96  # keeps the tests fast; the real model takes 224
@@ -133,3 +137,103 @@ def test_standin_export_refuses_an_existing_folder(tmp_path: Path) -> None:
         hub.export_standin_classifier(
             tmp_path, np.zeros((1, 8, 8, 3), "uint8"), np.array([0]), ["n01443537"]
         )
+
+
+@pytest.fixture(scope="module")
+def offline_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """An empty dlnotes cache for this module, with the real pretrained weights configured."""
+    if pretrained_dir() is None:
+        pytest.skip("needs the real MobileNetV2 weights (../shared/models)")
+    cache = tmp_path_factory.mktemp("xdg-cache")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("XDG_CACHE_HOME", str(cache))
+        patch.setenv("DLNOTES_PRETRAINED_DIR", str(pretrained_dir()))
+        yield cache / "dlnotes"
+
+
+@pytest.fixture(scope="module")
+def offline_model(offline_cache: Path) -> Path:
+    return hub.cached_hub_convention_classifier(paths.pretrained_file(paths.MOBILENET_V2_WEIGHTS))
+
+
+def test_offline_classifier_is_called_like_the_hub_one(offline_model: Path) -> None:
+    keras = runtime.import_quietly("keras")
+    classifier = hub.load_classifier(str(offline_model))
+    images = np.random.default_rng(0).uniform(0, 1, (3, 224, 224, 3)).astype("float32")
+    logits = np.asarray(classifier(images))
+    assert logits.shape == (3, 1001) and logits.dtype == np.float32
+    network = keras.applications.MobileNetV2(
+        weights=str(paths.pretrained_file(paths.MOBILENET_V2_WEIGHTS)), classifier_activation=None
+    )
+    expected = network.predict(
+        keras.applications.mobilenet_v2.preprocess_input(images * 255.0), verbose=0
+    )
+    np.testing.assert_allclose(logits[:, 1:], expected, atol=1e-3)  # ImageNet class k at k + 1
+    np.testing.assert_array_equal(logits[:, 0], logits[:, 1:].min(axis=1))  # background never wins
+
+
+def test_offline_classifier_is_exported_once_per_weights_file(
+    offline_model: Path, offline_cache: Path
+) -> None:
+    weights = paths.pretrained_file(paths.MOBILENET_V2_WEIGHTS)
+    assert offline_model.parent == offline_cache / "models"
+    assert hashlib.sha256(weights.read_bytes()).hexdigest()[:16] in offline_model.name
+    stamp = (offline_model / "saved_model.pb").stat().st_mtime_ns
+    assert hub.cached_hub_convention_classifier(weights) == offline_model
+    assert (offline_model / "saved_model.pb").stat().st_mtime_ns == stamp
+    assert not list(offline_model.parent.glob(".*partial*"))
+    with pytest.raises(FileExistsError, match="exists already"):
+        hub.export_hub_convention_classifier(weights, offline_model)
+
+
+def test_pretrained_classifier_labels_real_images(offline_model: Path, tiny_imagenet: Path) -> None:
+    classifier = hub.load_pretrained_classifier()
+    assert "mobilenet_v2_1.0_224.weights.h5" in classifier.description
+    val = data.read_split(tiny_imagenet, "val")
+    if len(val.class_ids) != 10:
+        pytest.skip("accuracy is checked on the real mini archive")
+    keep = np.concatenate([np.flatnonzero(val.labels == c)[:10] for c in range(10)])
+    labels, _ = hub.predict_split(
+        classifier, [val.paths[i] for i in keep], hub.class_logit_indices(val.class_ids)
+    )
+    assert np.mean(labels == val.labels[keep]) >= 0.5  # 72 % on all 500 (chance: 10 %)
+
+
+def test_pretrained_classifier_loads_a_hub_handle(
+    offline_model: Path, server: ArchiveServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
+        for path in sorted(offline_model.rglob("*")):
+            archive.add(path, arcname=str(path.relative_to(offline_model)), recursive=False)
+    server.files["/models/mobilenet-v2/4?tf-hub-format=compressed"] = buffer.getvalue()
+    monkeypatch.delenv("DLNOTES_PRETRAINED_DIR")
+    monkeypatch.setenv("TFHUB_CACHE_DIR", str(tmp_path / "tfhub"))
+    handle = server.url("/models/mobilenet-v2/4")
+    online = hub.load_pretrained_classifier(handle)
+    assert online.source == handle
+    images = np.random.default_rng(1).uniform(0, 1, (2, 224, 224, 3)).astype("float32")
+    offline = hub.load_classifier(str(offline_model))
+    np.testing.assert_allclose(np.asarray(online(images)), np.asarray(offline(images)), atol=1e-5)
+
+
+def test_no_pretrained_classifier_is_a_clear_error(
+    server: ArchiveServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.delenv("DLNOTES_PRETRAINED_DIR", raising=False)
+    monkeypatch.setenv("TFHUB_CACHE_DIR", str(tmp_path / "tfhub"))
+    with pytest.raises(paths.PretrainedUnavailable, match="DLNOTES_PRETRAINED_DIR is not set"):
+        hub.load_pretrained_classifier(server.url("/no/such/model"))
+    monkeypatch.setenv("DLNOTES_PRETRAINED_DIR", str(tmp_path))
+    with pytest.raises(FileNotFoundError, match=r"holds no mobilenet_v2_1\.0_224\.weights\.h5"):
+        hub.load_pretrained_classifier()
+
+
+def test_toy_classifier_says_it_is_a_stand_in(tmp_path: Path, capsys) -> None:
+    root = synthetic.write_tiny_imagenet(tmp_path / "data", num_classes=3, train_per_class=4)
+    classifier = hub.toy_classifier(tmp_path / "toy", root, reason="no network", epochs=1)
+    out = capsys.readouterr().out
+    assert "WARNING, stand-in: a small classifier trained here" in out and "no network" in out
+    assert "DLNOTES_PRETRAINED_DIR" in out
+    assert "stand-in" in classifier.description
+    assert np.asarray(classifier(np.zeros((1, 224, 224, 3), "float32"))).shape == (1, 1001)

@@ -39,3 +39,15 @@ def test_ci_runs_the_test_command_written_in_readme() -> None:
     assert "jupyter-book build" in install_and_build and "requirements.txt" in install_and_build
     ci_lines = [line.strip() for line in (REPO / ".ci" / "run").read_text().splitlines()]
     assert test_command in ci_lines
+
+
+def test_readme_pipeline_table_is_the_committed_benchmark() -> None:
+    from dlnotes import throughput
+
+    readme = (REPO / "README.md").read_text()
+    results = throughput.reference_results()
+    assert results["machine"] in readme and results["date"] in readme
+    for loader in throughput.LOADERS:
+        rates = " | ".join(f"{run[loader]:,.0f}" for run in results["runs"])
+        row = f"| {throughput.LOADER_NAMES[loader]} | {rates} |"
+        assert row in readme, f"README's pipeline table lacks the row {row!r}"

@@ -257,17 +257,19 @@ def test_make_tfrecords_script(tiny_imagenet: Path, tmp_path: Path) -> None:
 def test_pipeline_benchmark_prints_five_rates(tiny_imagenet: Path) -> None:
     import json
 
-    result = run_script(
-        REPO / "benchmarks" / "pipeline.py",
-        *("--data-dir", tiny_imagenet, "--repeat", "2", "--batch-size", "64"),
-    )
-    assert result.returncode == 0, result.stderr
-    rates = json.loads(result.stdout.strip().splitlines()[-1])
     from dlnotes import throughput
 
-    assert list(rates) == list(throughput.LOADERS)
-    assert all(rate > 0 for rate in rates.values())
+    committed = throughput.reference_results()
+    result = run_script(
+        REPO / "benchmarks" / "pipeline.py",
+        *("--data-dir", tiny_imagenet, "--runs", "1", "--repeat", "2", "--batch-size", "64"),
+    )
+    assert result.returncode == 0, result.stderr
+    results = json.loads(result.stdout.strip().splitlines()[-1])
+    throughput.check_results(results)
+    assert len(results["runs"]) == 1 and list(results["runs"][0]) == list(throughput.LOADERS)
     assert "× ImageDataGenerator" in result.stdout
+    assert throughput.reference_results() == committed  # written only with --write
 
 
 def test_images_per_second_rejects_bad_arguments() -> None:
@@ -278,3 +280,33 @@ def test_images_per_second_rejects_bad_arguments() -> None:
     with pytest.raises(ValueError, match="at least two batches"):
         throughput.images_per_second(lambda: [np.zeros((2, 1))])
     assert throughput.images_per_second(lambda: [np.zeros((2, 1))] * 3) > 0
+
+
+def test_committed_benchmark_results_are_complete() -> None:
+    from dlnotes import throughput
+
+    results = throughput.reference_results()
+    assert len(results["runs"]) >= 3
+    assert all(list(run) == list(throughput.LOADERS) for run in results["runs"])
+    assert "2-core CPU" in results["machine"]
+    assert set(throughput.LOADER_NAMES) == set(throughput.LOADERS)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda r: r.pop("machine"), "lack 'machine'"),
+        (lambda r: r.update(runs=[]), "non-empty list of runs"),
+        (lambda r: r["runs"][0].pop("pipeline_cache"), "run 1: pipeline_cache must be a positive"),
+        (lambda r: r["runs"][0].update(pipeline_files=-1.0), "got -1.0"),
+    ],
+)
+def test_benchmark_results_are_checked(change, message: str) -> None:
+    import copy
+
+    from dlnotes import throughput
+
+    results = copy.deepcopy(throughput.reference_results())
+    change(results)
+    with pytest.raises(ValueError, match=message):
+        throughput.check_results(results)

@@ -90,10 +90,65 @@ def test_full_dataset_is_recognised_by_its_200_classes(tmp_path: Path) -> None:
 def test_setup_reports_profile_backend_and_device(capsys: pytest.CaptureFixture[str]) -> None:
     runtime.setup()
     line = runtime.describe()
-    assert capsys.readouterr().out.strip() == line
+    assert capsys.readouterr().out.splitlines() == [line, runtime.GPU_HINT]
     assert "profile smoke" in line
     assert "on tensorflow" in line
     assert "no GPU visible" in line  # the test machines have no GPU
+    assert "Change runtime type" in runtime.GPU_HINT
+
+
+def test_stand_in_notice_is_a_warning_box_with_the_css_class() -> None:
+    notice = runtime.StandInNotice("random <weights>", "No `DLNOTES_X`.", "Run `cmd --y`.")
+    html = notice._repr_html_()
+    assert html.startswith(f'<div class="admonition warning {runtime.STAND_IN_CLASS}">')
+    assert "random &lt;weights&gt;" in html and "<code>DLNOTES_X</code>" in html
+    assert "<code>cmd --y</code>" in html and "meaningless" in html
+    assert repr(notice).startswith("WARNING, stand-in: random <weights>.")
+    with pytest.raises(ValueError, match="remedy must not be blank, got ' '"):
+        runtime.StandInNotice("x", "y", " ")
+
+
+def test_show_stand_in_prints_outside_a_notebook(capsys: pytest.CaptureFixture[str]) -> None:
+    runtime.show_stand_in("toy data", "No data.", "Download it.")
+    notice = runtime.StandInNotice("toy data", "No data.", "Download it.")
+    assert capsys.readouterr().out.strip() == repr(notice)
+
+
+def test_show_stand_in_displays_html_in_a_notebook_kernel(tmp_path: Path) -> None:
+    import nbformat
+    from nbclient import NotebookClient
+
+    notebook = nbformat.v4.new_notebook(
+        cells=[
+            nbformat.v4.new_code_cell(
+                "from dlnotes import runtime\n"
+                "runtime.show_stand_in('toy data', 'No data.', 'Download it.')"
+            )
+        ]
+    )
+    NotebookClient(notebook, timeout=120, kernel_name="python3").execute()
+    outputs = notebook.cells[0].outputs
+    assert [output.output_type for output in outputs] == ["display_data"]
+    assert runtime.STAND_IN_CLASS in outputs[0].data["text/html"]
+    assert outputs[0].data["text/plain"].startswith("WARNING, stand-in: toy data.")
+
+
+def test_pretrained_files_come_from_the_configured_folder(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.delenv("DLNOTES_PRETRAINED_DIR", raising=False)
+    assert paths.pretrained_dir() is None
+    assert paths.pretrained_file(paths.MOBILENET_V2_WEIGHTS) is None
+    monkeypatch.setenv("DLNOTES_PRETRAINED_DIR", str(tmp_path / "absent"))
+    with pytest.raises(FileNotFoundError, match="absent' is not a folder"):
+        paths.pretrained_dir()
+    monkeypatch.setenv("DLNOTES_PRETRAINED_DIR", str(tmp_path))
+    with pytest.raises(FileNotFoundError, match=r"holds no mobilenet_v2_1\.0_224\.weights\.h5"):
+        paths.pretrained_file(paths.MOBILENET_V2_WEIGHTS)
+    (tmp_path / paths.MOBILENET_V2_WEIGHTS).write_bytes(b"x")
+    assert (
+        paths.pretrained_file(paths.MOBILENET_V2_WEIGHTS) == tmp_path / paths.MOBILENET_V2_WEIGHTS
+    )
 
 
 def test_native_stderr_is_silenced_and_restored(capfd: pytest.CaptureFixture[str]) -> None:

@@ -1,11 +1,14 @@
-"""Transfer-learning helpers around keras.applications.MobileNetV2 (random weights offline)."""
+"""Transfer-learning helpers around keras.applications.MobileNetV2: weights, models, fine-tuning."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
+from conftest import ArchiveServer, pretrained_dir
 
-from dlnotes import runtime
+from dlnotes import paths, runtime
 
 runtime.import_quietly("tensorflow")
 import keras  # noqa: E402
@@ -15,7 +18,7 @@ from dlnotes import training, transfer  # noqa: E402
 
 @pytest.fixture(scope="module")
 def built() -> tuple[keras.Model, keras.Model]:
-    return transfer.build_transfer_model(5, image_size=32, input_size=32, seed=0)
+    return transfer.build_transfer_model(5, image_size=32, input_size=32, alpha=0.35, seed=0)
 
 
 def test_backbone_starts_frozen_and_only_the_head_trains(built) -> None:
@@ -38,7 +41,9 @@ def test_unfreeze_from_keeps_early_layers_and_batch_norm_frozen(built) -> None:
 
 
 def test_batch_norm_statistics_do_not_move_while_fine_tuning() -> None:
-    model, backbone = transfer.build_transfer_model(3, image_size=32, input_size=32, seed=1)
+    model, backbone = transfer.build_transfer_model(
+        3, image_size=32, input_size=32, alpha=0.35, seed=1
+    )
     transfer.unfreeze_from(backbone, 0)
     bn = next(
         layer for layer in backbone.layers if isinstance(layer, keras.layers.BatchNormalization)
@@ -73,3 +78,54 @@ def test_unfreeze_rejects_unknown_layers(built) -> None:
         transfer.unfreeze_from(backbone, "nope")
     with pytest.raises(ValueError, match="first_trainable must be in"):
         transfer.unfreeze_from(backbone, 10_000)
+
+
+def _pooled_features(model: keras.Model, images: np.ndarray) -> np.ndarray:
+    return keras.Model(model.input, model.get_layer("pool").output).predict(images, verbose=0)
+
+
+def test_pretrained_weights_come_from_the_configured_folder(monkeypatch) -> None:
+    if pretrained_dir() is None:
+        pytest.skip("needs the real MobileNetV2 weights (../shared/models)")
+    monkeypatch.setenv("DLNOTES_PRETRAINED_DIR", str(pretrained_dir()))
+    weights = transfer.pretrained_backbone_weights()
+    assert weights == str(pretrained_dir() / paths.MOBILENET_V2_NO_TOP_WEIGHTS)
+    images = np.random.default_rng(0).integers(0, 256, size=(4, 64, 64, 3)).astype("uint8")
+    pretrained, _ = transfer.build_transfer_model(3, input_size=64, weights=weights, seed=0)
+    random_init, _ = transfer.build_transfer_model(3, input_size=64, weights=None, seed=0)
+    assert np.abs(_pooled_features(pretrained, images)).mean() > 0.05
+    # Random init in inference mode: every block shrinks the signal, the features vanish.
+    assert np.abs(_pooled_features(random_init, images)).mean() < 1e-6
+
+
+def test_pretrained_weights_are_downloaded_without_the_folder(
+    server: ArchiveServer, monkeypatch, tmp_path: Path
+) -> None:
+    monkeypatch.delenv("DLNOTES_PRETRAINED_DIR", raising=False)
+    monkeypatch.setattr(transfer, "KERAS_WEIGHTS_URL", server.url("/keras/"))
+    name = "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5"
+    with pytest.raises(paths.PretrainedUnavailable, match="could not be downloaded"):
+        transfer.pretrained_backbone_weights(cache_dir=tmp_path)
+    server.files[f"/keras/{name}"] = b"weights"
+    downloaded = transfer.pretrained_backbone_weights(cache_dir=tmp_path)
+    assert Path(downloaded) == tmp_path / "models" / name
+    assert Path(downloaded).read_bytes() == b"weights"
+
+
+def test_scratch_model_trains_every_layer_with_batch_statistics() -> None:
+    keras.utils.set_random_seed(0)
+    model = transfer.build_scratch_model(3, image_size=32, input_size=32, alpha=0.35, seed=0)
+    backbone = next(layer for layer in model.layers if isinstance(layer, keras.Model))
+    assert isinstance(backbone, keras.Model) and backbone.trainable
+    assert transfer.trainable_parameters(model) > 0.9 * sum(
+        int(np.prod(w.shape)) for w in model.weights if "moving" not in w.path
+    )
+    bn = next(
+        layer for layer in backbone.layers if isinstance(layer, keras.layers.BatchNormalization)
+    )
+    before = np.array(bn.moving_mean)
+    images = np.random.default_rng(0).integers(0, 256, size=(8, 32, 32, 3)).astype("uint8")
+    model(images, training=True)  # as inside fit
+    assert not np.array_equal(np.array(bn.moving_mean), before)  # training mode: statistics move
+    with pytest.raises(ValueError, match="at least 2, got 1"):
+        transfer.build_scratch_model(1)

@@ -77,13 +77,21 @@ def colab_url(repository_url: str, branch: str, notebook_path: str) -> str:
     return f"{COLAB_URL}/github/{owner}/{repo}/blob/{branch}/{notebook_path.lstrip('/')}"
 
 
+FIRST_CELL_TAGS = ("hide-input",)
+"""Tags of every chapter's first code cell: the book shows its output but collapses its code."""
+
+
 def first_cell_source(repository_url: str, branch: str) -> str:
     """Return the source of the first code cell of every chapter.
 
-    The cell installs ``dlnotes`` from the repository when it runs inside Google Colab (where
-    the module ``google.colab`` is loaded) and installs nothing anywhere else; then it calls
-    :func:`dlnotes.runtime.setup`, which silences framework logs and prints the run profile and
-    whether a GPU is visible.
+    The cell installs ``dlnotes`` (with its TensorFlow extras) from the repository when it runs
+    inside Google Colab (where the module ``google.colab`` is loaded) and installs nothing
+    anywhere else; then it calls :func:`dlnotes.runtime.setup`, which silences framework logs,
+    prints the run profile and whether a GPU is visible, and says how to attach one. Data and
+    pretrained weights are downloaded by the chapters that need them, when they first need them
+    (:func:`dlnotes.data.find_root`, :func:`dlnotes.hub.load_pretrained_classifier`,
+    :func:`dlnotes.transfer.pretrained_backbone_weights`). In the book the cell carries the tags
+    :data:`FIRST_CELL_TAGS`.
 
     Args:
         repository_url: ``https://github.com/OWNER/REPO``.
@@ -93,9 +101,10 @@ def first_cell_source(repository_url: str, branch: str) -> str:
         Python source of the cell.
     """
     _github_parts(repository_url)
-    requirement = f"dlnotes @ git+{repository_url.rstrip('/')}@{branch}"
+    requirement = f"dlnotes[tensorflow] @ git+{repository_url.rstrip('/')}@{branch}"
     return (
-        "# On Google Colab, install the course package first; anywhere else this does nothing.\n"
+        "# On Google Colab, install the course package; anywhere else this does nothing. Data and\n"
+        "# pretrained weights download by themselves when a chapter first needs them.\n"
         "import subprocess\n"
         "import sys\n"
         "\n"

@@ -8,13 +8,21 @@
   the whole dataset or does not exist.
 * Archive entries that would land outside the destination (absolute paths, ``..``) are refused.
 * A second run finds the dataset and does nothing, not even a network request.
+
+The command ``dlnotes-download`` (installed with the package; :func:`main`) does all of this, and
+:func:`dlnotes.data.find_root` does it by itself when a chapter finds no data.
+``$DLNOTES_DATA_URL`` and ``$DLNOTES_DATA_MD5`` replace the official address and checksum, e.g.
+with a mirror.
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import shutil
+import sys
 import tempfile
+import urllib.error
 import zipfile
 from pathlib import Path, PurePosixPath
 
@@ -23,8 +31,54 @@ TINY_IMAGENET_MD5 = "90528d7ca1a48142e341f4ef8d21d0de"
 ARCHIVE_TOP_FOLDER = "tiny-imagenet-200"
 
 
+DOWNLOAD_COMMAND = "dlnotes-download"
+"""The console command that downloads the data (installed with the package)."""
+
+
 class DownloadError(RuntimeError):
     """The archive could not be fetched, or what arrived is not the expected archive."""
+
+
+def close_http_errors(error: BaseException | None) -> None:
+    """Close the HTTP responses held by an exception and the exceptions it was raised from.
+
+    ``urllib``'s ``HTTPError`` is also the open response; an error kept for its message (or
+    chained with ``raise … from``) would otherwise keep the connection open until garbage
+    collection.
+
+    Args:
+        error: The exception (None does nothing).
+    """
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, urllib.error.HTTPError):
+            error.close()
+        error = error.__cause__ or error.__context__
+
+
+def archive_source() -> tuple[str, str]:
+    """Return the archive's address and MD5 checksum: the official ones unless overridden.
+
+    ``$DLNOTES_DATA_URL`` and ``$DLNOTES_DATA_MD5`` (see :mod:`dlnotes.paths`) name a mirror. A
+    mirror's archive differs from the official one, so its address needs its checksum.
+
+    Returns:
+        ``(url, md5)``.
+
+    Raises:
+        ValueError: If only one of the two variables is set.
+    """
+    from dlnotes import paths
+
+    url = os.environ.get(paths.DATA_URL_ENV, "").strip()
+    md5 = os.environ.get(paths.DATA_MD5_ENV, "").strip()
+    if bool(url) != bool(md5):
+        raise ValueError(
+            f"set both {paths.DATA_URL_ENV} and {paths.DATA_MD5_ENV} or neither, got "
+            f"{paths.DATA_URL_ENV}={url!r} and {paths.DATA_MD5_ENV}={md5!r}"
+        )
+    return (url, md5) if url else (TINY_IMAGENET_URL, TINY_IMAGENET_MD5)
 
 
 def is_prepared(root: str | os.PathLike[str]) -> bool:
@@ -72,6 +126,7 @@ def fetch_archive(url: str, md5: str, download_dir: str | os.PathLike[str]) -> P
             "it was deleted, run the command again"
         ) from error
     except Exception as error:  # get_file wraps URL errors in a bare Exception
+        close_http_errors(error)
         raise DownloadError(
             f"could not download {url}: {error}. Run the command again to retry"
         ) from error
@@ -165,3 +220,49 @@ def prepare_tiny_imagenet(
         root.rmdir()
     archive = fetch_archive(url, md5, download_dir if download_dir is not None else root.parent)
     return extract_archive(archive, root)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The ``dlnotes-download`` command: download, verify and extract Tiny ImageNet.
+
+    Usage: ``dlnotes-download [--url URL] [--md5 HEX] [--dest DIR]``. DIR is the dataset root, the
+    folder that will hold ``wnids.txt``; by default ``$DLNOTES_DATA_DIR`` or
+    ``~/.cache/dlnotes/tiny-imagenet-200``. URL and HEX default to ``$DLNOTES_DATA_URL`` and
+    ``$DLNOTES_DATA_MD5``, else the official archive. A second run finds the data and does
+    nothing.
+
+    Args:
+        argv: Command-line arguments (default: ``sys.argv[1:]``).
+
+    Returns:
+        The exit status: 0 on success, 1 with a message on standard error otherwise.
+    """
+    from dlnotes import paths, runtime
+
+    parser = argparse.ArgumentParser(
+        prog=DOWNLOAD_COMMAND,
+        description="Download Tiny ImageNet, verify its checksum and extract it where the course "
+        "looks for it.",
+    )
+    parser.add_argument(
+        "--url", default=None, help=f"archive address (default: {TINY_IMAGENET_URL})"
+    )
+    parser.add_argument(
+        "--md5", default=None, help=f"MD5 checksum of the archive (default: {TINY_IMAGENET_MD5})"
+    )
+    parser.add_argument("--dest", type=Path, default=None, help="dataset root to create")
+    args = parser.parse_args(argv)
+    root = args.dest if args.dest is not None else paths.data_dir()
+    if is_prepared(root):
+        print(f"Tiny ImageNet is already present at {root}; nothing to do.")
+        return 0
+    try:
+        url, md5 = archive_source()
+        url, md5 = args.url or url, args.md5 or md5
+        runtime.import_quietly("keras")
+        root = prepare_tiny_imagenet(root, url=url, md5=md5)
+    except (DownloadError, ValueError, FileExistsError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    print(f"Tiny ImageNet is ready at {root}")
+    return 0

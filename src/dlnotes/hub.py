@@ -8,16 +8,22 @@ every Keras 3 model and helper of the course would break. We do not need a Keras
 inference: :func:`load_classifier` loads the SavedModel with ``hub.load`` (or
 ``tf.saved_model.load`` for a local folder) and calls it as a function.
 
-The default model is the MobileNetV2 ImageNet classifier of the source notes: 224×224 RGB input in
-[0, 1], 1001 logits where index 0 is a "background" class and index ``k + 1`` is ImageNet-1k class
-``k``.
+The default model is the MobileNetV2 ImageNet classifier of the source notes, at its current
+version: 224×224 RGB input in [0, 1], 1001 logits where index 0 is a "background" class and index
+``k + 1`` is ImageNet-1k class ``k``. TF Hub's models now live on Kaggle Models; ``tfhub.dev``
+handles redirect there. Offline, :func:`load_pretrained_classifier` exports the same network from
+Keras weights in ``$DLNOTES_PRETRAINED_DIR`` with the same calling convention, and loads it through
+the same loader.
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import importlib.resources
 import os
+import shutil
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,9 +31,14 @@ from typing import Any
 
 import numpy as np
 
-from dlnotes import runtime
+from dlnotes import download, paths, runtime
 
-MOBILENET_V2_HANDLE = "https://tfhub.dev/google/tf2-preview/mobilenet_v2/classification/4"
+SOURCE_NOTES_HANDLE = "https://tfhub.dev/google/tf2-preview/mobilenet_v2/classification/2"
+"""The classifier the source notes used (version 2)."""
+MOBILENET_V2_HANDLE = (
+    "https://www.kaggle.com/models/google/mobilenet-v2/TensorFlow2/tf2-preview-classification/4"
+)
+"""The same classifier at its current version (4), where ``tfhub.dev`` now redirects."""
 MOBILENET_V2_INPUT_SIZE = 224
 BACKGROUND_OFFSET = 1
 
@@ -104,11 +115,13 @@ class Classifier:
         source: The handle or path it was loaded from.
         input_size: Expected height and width (images are resized to it).
         module: The loaded SavedModel object.
+        description: What the model is, for printing.
     """
 
     source: str
     input_size: int
     module: Any
+    description: str = ""
 
     def __call__(self, images: Any) -> Any:
         """Logits for float32 images in [0, 1] of shape ``(N, input_size, input_size, 3)``."""
@@ -145,28 +158,201 @@ def load_classifier(
     else:
         hub = runtime.import_quietly("tensorflow_hub")
         module = hub.load(handle_or_path)
-    return Classifier(str(handle_or_path), input_size, module)
+    return Classifier(str(handle_or_path), input_size, module, str(handle_or_path))
 
 
-def predict_split(
+def _background_logit_layer() -> Any:
+    """A Keras layer that puts a background logit in front of 1,000 ImageNet logits."""
+    keras = runtime.import_quietly("keras")
+
+    class BackgroundLogit(keras.layers.Layer):
+        """Prepend a "background" logit equal to the row's smallest logit (it never wins)."""
+
+        def call(self, logits: Any) -> Any:
+            ops = keras.ops
+            return ops.concatenate([ops.min(logits, axis=-1, keepdims=True), logits], axis=-1)
+
+    return BackgroundLogit(name="background_logit")
+
+
+def export_hub_convention_classifier(
+    weights: str | os.PathLike[str], path: str | os.PathLike[str]
+) -> Path:
+    """Export Keras' MobileNetV2 ImageNet classifier as a SavedModel that is called like TF Hub's.
+
+    TF Hub's ``tf2-preview/mobilenet_v2/classification`` takes float32 images of 224×224 in
+    [0, 1] and returns 1001 logits, index 0 being a "background" class. Keras'
+    ``MobileNetV2(include_top=True)`` takes pixels scaled to [−1, 1] and has 1,000 classes, with a
+    softmax. The exported model rescales [0, 1] → [−1, 1], returns the logits (no softmax) and
+    puts a background logit in front, equal to the smallest logit of the row, so that it never wins.
+
+    Args:
+        weights: The Keras weights file of the full classifier
+            (:data:`dlnotes.paths.MOBILENET_V2_WEIGHTS`).
+        path: Folder to export to; must not exist. It appears only once complete.
+
+    Returns:
+        The export folder.
+
+    Raises:
+        FileNotFoundError: If ``weights`` is missing.
+        FileExistsError: If ``path`` exists.
+    """
+    keras = runtime.import_quietly("keras")
+    runtime.import_quietly("tensorflow")
+    weights, path = Path(weights), Path(path)
+    if not weights.is_file():
+        raise FileNotFoundError(f"weights file not found: {weights}")
+    if path.exists():
+        raise FileExistsError(f"export folder exists already: {path}")
+    size = MOBILENET_V2_INPUT_SIZE
+    network = keras.applications.MobileNetV2(
+        input_shape=(size, size, 3),
+        include_top=True,
+        weights=str(weights),
+        classifier_activation=None,
+    )
+    images = keras.Input((size, size, 3), name="images")  # float32 in [0, 1], as TF Hub's
+    scaled = keras.layers.Rescaling(2.0, offset=-1.0, name="to_minus_one_one")(images)
+    logits = _background_logit_layer()(network(scaled))
+    model = keras.Model(images, logits, name="mobilenet_v2_hub_convention")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.partial-", dir=path.parent))
+    try:
+        model.export(str(staging / "model"), format="tf_saved_model", verbose=False)
+        os.replace(staging / "model", path)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return path
+
+
+def cached_hub_convention_classifier(weights: str | os.PathLike[str]) -> Path:
+    """The SavedModel of :func:`export_hub_convention_classifier`, exported once into the cache.
+
+    The export folder is named after the weights' SHA-256, so other weights get their own.
+
+    Args:
+        weights: The Keras weights file of the full classifier.
+
+    Returns:
+        The SavedModel folder under ``dlnotes.paths.cache_dir() / "models"``.
+
+    Raises:
+        FileNotFoundError: If ``weights`` is missing.
+    """
+    weights = Path(weights)
+    if not weights.is_file():
+        raise FileNotFoundError(f"weights file not found: {weights}")
+    digest = hashlib.sha256(weights.read_bytes()).hexdigest()[:16]
+    path = paths.cache_dir() / "models" / f"mobilenet_v2_1.0_224_hub_convention-{digest}"
+    if not (path / "saved_model.pb").is_file():
+        shutil.rmtree(path, ignore_errors=True)
+        export_hub_convention_classifier(weights, path)
+    return path
+
+
+def load_pretrained_classifier(handle: str = MOBILENET_V2_HANDLE) -> Classifier:
+    """Load the pretrained MobileNetV2 ImageNet classifier, offline or from TF Hub.
+
+    With ``$DLNOTES_PRETRAINED_DIR`` set, the SavedModel of
+    :func:`cached_hub_convention_classifier` made from its full-classifier weights; otherwise the
+    model at ``handle`` (downloaded once by ``tensorflow_hub``). Both are loaded by
+    :func:`load_classifier` and called the same way.
+
+    Args:
+        handle: TF Hub / Kaggle handle of the classifier.
+
+    Returns:
+        The classifier.
+
+    Raises:
+        dlnotes.paths.PretrainedUnavailable: If neither source is available (no
+            ``$DLNOTES_PRETRAINED_DIR`` and the download failed).
+        FileNotFoundError: If ``$DLNOTES_PRETRAINED_DIR`` lacks the weights file.
+    """
+    weights = paths.pretrained_file(paths.MOBILENET_V2_WEIGHTS)
+    if weights is not None:
+        classifier = load_classifier(str(cached_hub_convention_classifier(weights)))
+        classifier.description = (
+            f"MobileNetV2 1.0/224 ImageNet classifier from {weights} (exported with TF Hub's "
+            "calling convention)"
+        )
+        return classifier
+    tf = runtime.import_quietly("tensorflow")
+    try:
+        return load_classifier(handle)
+    except (OSError, ValueError, RuntimeError, tf.errors.OpError) as error:
+        download.close_http_errors(error)
+        raise paths.PretrainedUnavailable(
+            f"the pretrained classifier could not be downloaded from {handle} ({error}), and "
+            f"{paths.PRETRAINED_DIR_ENV} is not set"
+        ) from error
+
+
+def toy_classifier(
+    path: str | os.PathLike[str],
+    root: str | os.PathLike[str],
+    subset: Any = None,
+    *,
+    reason: str,
+    epochs: int = 15,
+) -> Classifier:
+    """Train the weak stand-in of :func:`export_standin_classifier` and show a stand-in warning.
+
+    Used only where no pretrained classifier can be had (:func:`load_pretrained_classifier`
+    failed).
+
+    Args:
+        path: Folder to export the stand-in to (must not exist).
+        root: Dataset root; the stand-in is trained on its training split.
+        subset: A :class:`dlnotes.data.Subset` of the training split, or None for all of it.
+        reason: Why no pretrained classifier is available (shown in the warning).
+        epochs: Training epochs.
+
+    Returns:
+        The loaded stand-in classifier.
+
+    Raises:
+        FileExistsError: If ``path`` exists.
+    """
+    from dlnotes import data
+
+    train = data.read_split(root, "train", subset=subset)
+    folder = export_standin_classifier(
+        path, data.load_images(train.paths), train.labels, train.class_ids, epochs=epochs
+    )
+    runtime.show_stand_in(
+        "a small classifier trained here instead of the pretrained MobileNetV2",
+        f"{reason}. It was trained on this dataset's own training images, so it is not a "
+        "pretrained model.",
+        f"Run where TF Hub can be reached, or set `{paths.PRETRAINED_DIR_ENV}` to a folder holding "
+        f"`{paths.MOBILENET_V2_WEIGHTS}`, then run this notebook again.",
+    )
+    classifier = load_classifier(str(folder))
+    classifier.description = "a toy classifier trained here (stand-in, not pretrained)"
+    return classifier
+
+
+def predict_logits(
     classifier: Classifier,
     paths: Sequence[str],
-    indices: np.ndarray,
     *,
     batch_size: int = 64,
     progress: bool = False,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Batched inference over image files through tf.data, restricted to the dataset's classes.
+) -> np.ndarray:
+    """Batched inference over image files through tf.data: every output of the classifier.
+
+    Each image is decoded with three channels, scaled to [0, 1] and resized to the classifier's
+    input size (bilinear).
 
     Args:
         classifier: From :func:`load_classifier`.
         paths: Image files.
-        indices: Output indices of the dataset's classes.
         batch_size: Images per batch.
         progress: Show a progress bar.
 
     Returns:
-        ``(labels, confidence)`` as in :func:`restrict_predictions`.
+        float32 logits ``(len(paths), outputs)``.
 
     Raises:
         ValueError: For no paths or a bad batch size.
@@ -192,15 +378,42 @@ def predict_split(
         .batch(batch_size)
         .prefetch(tf.data.AUTOTUNE)
     )
-    labels, confidence = [], []
     batches = -(-len(paths) // batch_size)
-    for images in tqdm(
-        dataset, total=batches, desc="labelling", unit="batch", disable=not progress
-    ):
-        batch_labels, batch_confidence = restrict_predictions(classifier(images).numpy(), indices)
-        labels.append(batch_labels)
-        confidence.append(batch_confidence)
-    return np.concatenate(labels), np.concatenate(confidence)
+    logits = [
+        np.asarray(classifier(images), dtype=np.float32)
+        for images in tqdm(
+            dataset, total=batches, desc="labelling", unit="batch", disable=not progress
+        )
+    ]
+    return np.concatenate(logits)
+
+
+def predict_split(
+    classifier: Classifier,
+    paths: Sequence[str],
+    indices: np.ndarray,
+    *,
+    batch_size: int = 64,
+    progress: bool = False,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Predict the dataset's classes for image files: :func:`predict_logits`, then
+    :func:`restrict_predictions`.
+
+    Args:
+        classifier: From :func:`load_classifier`.
+        paths: Image files.
+        indices: Output indices of the dataset's classes.
+        batch_size: Images per batch.
+        progress: Show a progress bar.
+
+    Returns:
+        ``(labels, confidence)`` as in :func:`restrict_predictions`.
+
+    Raises:
+        ValueError: For no paths or a bad batch size.
+    """
+    logits = predict_logits(classifier, paths, batch_size=batch_size, progress=progress)
+    return restrict_predictions(logits, indices)
 
 
 def write_manifest(

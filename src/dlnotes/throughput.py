@@ -1,17 +1,22 @@
 """Measure input-pipeline throughput: five ways to feed Tiny ImageNet, side by side.
 
-Used by ``benchmarks/pipeline.py`` and by the input-pipeline chapter. Every loader delivers
+Used by ``benchmarks/pipeline.py``, which writes its measurements to the package resource
+``resources/pipeline_benchmark.json``; the input-pipeline chapter and the README quote that file
+(:func:`reference_results`), so there is one source for these numbers. Every loader delivers
 float32 batches of 64×64×3 training images with random horizontal flips (ours also random
 4-pixel crops).
 """
 
 from __future__ import annotations
 
+import importlib.resources
+import json
 import os
 import tempfile
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -24,6 +29,56 @@ LOADERS = (
     "pipeline_cache",
     "pipeline_tfrecord",
 )
+LOADER_NAMES = {
+    "image_data_generator": "ImageDataGenerator.flow_from_directory (source notes)",
+    "image_dataset_from_directory": "keras.utils.image_dataset_from_directory",
+    "pipeline_files": "our pipeline from files",
+    "pipeline_cache": "our pipeline from the in-memory cache",
+    "pipeline_tfrecord": "our pipeline from TFRecord shards",
+}
+"""How the chapter and the README name each loader."""
+RESULTS_RESOURCE = "resources/pipeline_benchmark.json"
+"""The committed measurements of ``benchmarks/pipeline.py``, inside the package."""
+
+
+def check_results(results: Mapping[str, Any]) -> None:
+    """Check the structure of a benchmark results record (see :func:`reference_results`).
+
+    Args:
+        results: The parsed JSON record.
+
+    Raises:
+        ValueError: Naming the first missing key, or a run that lacks a loader or has a rate that
+            is not a positive number.
+    """
+    for key in ("machine", "date", "tensorflow", "dataset", "images", "repeat", "batch_size"):
+        if key not in results:
+            raise ValueError(f"benchmark results lack {key!r}")
+    runs = results.get("runs")
+    if not isinstance(runs, list) or not runs:
+        raise ValueError(f"benchmark results need a non-empty list of runs, got {runs!r}")
+    for number, run in enumerate(runs, start=1):
+        for loader in LOADERS:
+            rate = run.get(loader) if isinstance(run, Mapping) else None
+            if not isinstance(rate, (int, float)) or rate <= 0:
+                raise ValueError(f"run {number}: {loader} must be a positive rate, got {rate!r}")
+
+
+def reference_results() -> dict[str, Any]:
+    """The committed measurements of ``benchmarks/pipeline.py`` (images per second per loader).
+
+    Returns:
+        A record with the ``machine`` description, ``date``, ``tensorflow`` version, ``dataset``,
+        ``images``, ``repeat``, ``batch_size`` and ``runs``: one mapping from loader (as in
+        :data:`LOADERS`) to images per second per run.
+
+    Raises:
+        ValueError: If the file is malformed.
+    """
+    text = importlib.resources.files("dlnotes").joinpath(RESULTS_RESOURCE).read_text()
+    results = json.loads(text)
+    check_results(results)
+    return results
 
 
 def images_per_second(batches: Callable[[], Iterable], passes: int = 1) -> float:

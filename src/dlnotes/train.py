@@ -379,7 +379,10 @@ def load_dataset(root: Path, config: TrainConfig, *, workers: int = 1) -> Datase
         ValueError: For malformed annotations or unreadable images.
     """
     started = time.perf_counter()
-    train_split, val_split = data.read_split(root, "train"), data.read_split(root, "val")
+    # The profile's part of the data (smoke: at most 10 classes, 100 training images per class).
+    subset = data.profile_subset(root, config.profile)
+    train_split = data.read_split(root, "train", subset=subset)
+    val_split = data.read_split(root, "val", subset=subset)
     train_paths, train_labels = _subset(train_split, config.max_train_per_class)
     assert val_split.labels is not None
     print(
@@ -575,9 +578,9 @@ def run(args: argparse.Namespace, *, started: float | None = None) -> dict[str, 
     """
     started = time.perf_counter() if started is None else started
     config = make_config(args)
-    root = args.data_dir if args.data_dir is not None else paths.data_dir()
     if args.dry_run:
-        print(json.dumps({**asdict(config), "data_dir": str(root)}, indent=2))
+        data_dir = args.data_dir if args.data_dir is not None else paths.data_dir()
+        print(json.dumps({**asdict(config), "data_dir": str(data_dir)}, indent=2))
         return {}
     if args.logical_cpus:
         tf = runtime.import_quietly("tensorflow")
@@ -591,6 +594,12 @@ def run(args: argparse.Namespace, *, started: float | None = None) -> dict[str, 
 
     out_dir = args.out_dir
     _check_resume(out_dir, config)
+    # The one way the course finds its data: the given root, else the cache (downloaded once).
+    root = (
+        args.data_dir
+        if args.data_dir is not None
+        else data.find_root(profiles.get_profile(config.profile))
+    )
     workers = args.decode_workers or min(os.cpu_count() or 1, 32)
     dataset = load_dataset(root, config, workers=workers)
     _write_json(

@@ -5,6 +5,11 @@ a new classification head is trained; (2) **fine-tuning** — the top part of th
 unfrozen and everything trains further with a learning rate about ten times lower. The backbone is
 always called with ``training=False``, so its batch-normalisation layers keep using the statistics
 they were trained with, even while their weights are being fine-tuned.
+
+The ImageNet weights come from ``$DLNOTES_PRETRAINED_DIR`` when it is set, otherwise from Keras'
+own download (:func:`pretrained_backbone_weights`). :func:`build_scratch_model` builds the same
+network from random initialisation, trained as a whole, as the baseline that shows what the
+pretrained weights are worth.
 """
 
 from __future__ import annotations
@@ -12,12 +17,86 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from dlnotes import runtime
+from dlnotes import download, paths, runtime
 
 keras = runtime.import_quietly("keras")
 layers = keras.layers
 
 MOBILENET_ALPHAS = (0.35, 0.5, 0.75, 1.0, 1.3, 1.4)
+KERAS_WEIGHTS_URL = "https://storage.googleapis.com/tensorflow/keras-applications/mobilenet_v2/"
+"""Where ``keras.applications.MobileNetV2(weights="imagenet")`` downloads its weights from."""
+
+
+def pretrained_backbone_weights(cache_dir: str | os.PathLike[str] | None = None) -> str:
+    """The ImageNet weights of the MobileNetV2 1.0 feature extractor (no classifier), as a file.
+
+    ``$DLNOTES_PRETRAINED_DIR/mobilenet_v2_1.0_224_no_top.weights.h5`` when the variable is set;
+    otherwise the file ``keras.applications.MobileNetV2(weights="imagenet", include_top=False)``
+    downloads for 224×224 inputs (cached in ``~/.keras/models``). Both hold the same weights of
+    Google's ``mobilenet_v2_1.0_224`` checkpoint and suit any input size.
+
+    Args:
+        cache_dir: Where Keras keeps its downloads (default ``~/.keras``); the file goes into its
+            ``models`` folder.
+
+    Returns:
+        The weights file, for :func:`build_transfer_model`'s ``weights``.
+
+    Raises:
+        dlnotes.paths.PretrainedUnavailable: Without ``$DLNOTES_PRETRAINED_DIR`` when the
+            download fails.
+        FileNotFoundError: If ``$DLNOTES_PRETRAINED_DIR`` lacks the file.
+    """
+    local = paths.pretrained_file(paths.MOBILENET_V2_NO_TOP_WEIGHTS)
+    if local is not None:
+        return str(local)
+    name = "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5"
+    try:
+        return keras.utils.get_file(
+            name,
+            KERAS_WEIGHTS_URL + name,
+            cache_subdir="models",
+            cache_dir=None if cache_dir is None else os.fspath(cache_dir),
+        )
+    except Exception as error:  # get_file wraps URL errors in a bare Exception
+        download.close_http_errors(error)
+        raise paths.PretrainedUnavailable(
+            f"the ImageNet weights could not be downloaded from {KERAS_WEIGHTS_URL} ({error}), "
+            f"and {paths.PRETRAINED_DIR_ENV} is not set"
+        ) from error
+
+
+def _check_arguments(num_classes: int, input_size: int, alpha: float) -> None:
+    if num_classes < 2:
+        raise ValueError(f"num_classes must be at least 2, got {num_classes}")
+    if alpha not in MOBILENET_ALPHAS:
+        raise ValueError(f"alpha must be one of {MOBILENET_ALPHAS}, got {alpha!r}")
+    if input_size < 32:
+        raise ValueError(f"MobileNetV2 needs inputs of at least 32×32, got {input_size}")
+
+
+def _assemble(
+    backbone: keras.Model,
+    num_classes: int,
+    *,
+    image_size: int,
+    input_size: int,
+    dropout: float,
+    seed: int | None,
+    inference_mode: bool,
+    name: str,
+) -> keras.Model:
+    inputs = keras.Input((image_size, image_size, 3), dtype="uint8", name="uint8_images")
+    x = layers.Resizing(input_size, input_size, name="resize")(inputs)
+    x = layers.RandomFlip("horizontal", seed=seed, name="random_flip")(x)
+    x = layers.RandomRotation(0.05, fill_mode="reflect", seed=seed, name="random_rotation")(x)
+    # MobileNetV2 saw pixels scaled to [-1, 1] (keras.applications.mobilenet_v2.preprocess_input).
+    x = layers.Rescaling(1 / 127.5, offset=-1.0, name="to_minus_one_one")(x)
+    x = backbone(x, training=False) if inference_mode else backbone(x)
+    x = layers.GlobalAveragePooling2D(name="pool")(x)
+    x = layers.Dropout(dropout, name="dropout")(x)
+    outputs = layers.Dense(num_classes, name="logits")(x)
+    return keras.Model(inputs, outputs, name=name)
 
 
 def build_transfer_model(
@@ -25,7 +104,7 @@ def build_transfer_model(
     *,
     image_size: int = 64,
     input_size: int = 96,
-    alpha: float = 0.35,
+    alpha: float = 1.0,
     weights: str | os.PathLike[str] | None = None,
     dropout: float = 0.2,
     seed: int | None = None,
@@ -35,27 +114,23 @@ def build_transfer_model(
     Args:
         num_classes: Number of output logits (≥ 2).
         image_size: Height and width of the incoming images (Tiny ImageNet: 64).
-        input_size: Resolution the backbone sees (MobileNetV2's ImageNet weights exist for 96,
-            128, 160, 192 and 224).
-        alpha: Width multiplier of MobileNetV2.
+        input_size: Resolution the backbone sees (larger inputs give the pretrained features more
+            to work with, at a quadratic cost).
+        alpha: Width multiplier of MobileNetV2 (the pretrained weights here are for 1.0).
         weights: ``None`` (random initialisation), ``"imagenet"`` (downloaded by Keras; needs the
-            internet) or the path of a weights file (``.h5``) for the same ``alpha`` and size.
+            internet) or the path of a weights file for the same ``alpha``, e.g. from
+            :func:`pretrained_backbone_weights`.
         dropout: Dropout rate before the head.
         seed: Seed of the augmentation layers.
 
     Returns:
-        ``(model, backbone)``; the backbone starts frozen.
+        ``(model, backbone)``; the backbone starts frozen and always runs in inference mode.
 
     Raises:
         ValueError: For an unsupported ``alpha``, an input smaller than 32 pixels, fewer than two
             classes or a weights file that does not exist.
     """
-    if num_classes < 2:
-        raise ValueError(f"num_classes must be at least 2, got {num_classes}")
-    if alpha not in MOBILENET_ALPHAS:
-        raise ValueError(f"alpha must be one of {MOBILENET_ALPHAS}, got {alpha!r}")
-    if input_size < 32:
-        raise ValueError(f"MobileNetV2 needs inputs of at least 32×32, got {input_size}")
+    _check_arguments(num_classes, input_size, alpha)
     if weights not in (None, "imagenet") and not os.path.isfile(weights):
         raise ValueError(f"weights file not found: {weights}")
     backbone = keras.applications.MobileNetV2(
@@ -65,17 +140,63 @@ def build_transfer_model(
         alpha=alpha,
     )
     backbone.trainable = False
-    inputs = keras.Input((image_size, image_size, 3), dtype="uint8", name="uint8_images")
-    x = layers.Resizing(input_size, input_size, name="resize")(inputs)
-    x = layers.RandomFlip("horizontal", seed=seed, name="random_flip")(x)
-    x = layers.RandomRotation(0.05, fill_mode="reflect", seed=seed, name="random_rotation")(x)
-    # MobileNetV2 saw pixels scaled to [-1, 1] (keras.applications.mobilenet_v2.preprocess_input).
-    x = layers.Rescaling(1 / 127.5, offset=-1.0, name="to_minus_one_one")(x)
-    x = backbone(x, training=False)
-    x = layers.GlobalAveragePooling2D(name="pool")(x)
-    x = layers.Dropout(dropout, name="dropout")(x)
-    outputs = layers.Dense(num_classes, name="logits")(x)
-    return keras.Model(inputs, outputs, name="mobilenet_v2_transfer"), backbone
+    model = _assemble(
+        backbone,
+        num_classes,
+        image_size=image_size,
+        input_size=input_size,
+        dropout=dropout,
+        seed=seed,
+        inference_mode=True,
+        name="mobilenet_v2_transfer",
+    )
+    return model, backbone
+
+
+def build_scratch_model(
+    num_classes: int,
+    *,
+    image_size: int = 64,
+    input_size: int = 96,
+    alpha: float = 1.0,
+    dropout: float = 0.2,
+    seed: int | None = None,
+) -> keras.Model:
+    """The network of :func:`build_transfer_model`, randomly initialised and trained as a whole.
+
+    Unlike the transfer model, every layer trains and batch normalisation runs in training mode
+    during ``fit`` (normalising each batch and updating its statistics), as it must for a network
+    that learns its features from scratch.
+
+    Args:
+        num_classes: Number of output logits (≥ 2).
+        image_size: Height and width of the incoming images.
+        input_size: Resolution the backbone sees.
+        alpha: Width multiplier of MobileNetV2.
+        dropout: Dropout rate before the head.
+        seed: Seed of the augmentation layers.
+
+    Returns:
+        The model.
+
+    Raises:
+        ValueError: For an unsupported ``alpha``, an input smaller than 32 pixels or fewer than two
+            classes.
+    """
+    _check_arguments(num_classes, input_size, alpha)
+    backbone = keras.applications.MobileNetV2(
+        input_shape=(input_size, input_size, 3), include_top=False, weights=None, alpha=alpha
+    )
+    return _assemble(
+        backbone,
+        num_classes,
+        image_size=image_size,
+        input_size=input_size,
+        dropout=dropout,
+        seed=seed,
+        inference_mode=False,
+        name="mobilenet_v2_from_scratch",
+    )
 
 
 def unfreeze_from(backbone: keras.Model, first_trainable: int | str) -> int:
