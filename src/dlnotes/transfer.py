@@ -2,9 +2,11 @@
 
 Two phases, as in the keras-io guide: (1) **feature extraction** — the backbone is frozen and only
 a new classification head is trained; (2) **fine-tuning** — the top part of the backbone is
-unfrozen and everything trains further with a learning rate about ten times lower. The backbone is
-always called with ``training=False``, so its batch-normalisation layers keep using the statistics
-they were trained with, even while their weights are being fine-tuned.
+unfrozen and everything trains further with a learning rate about ten times lower. The backbone's
+batch-normalisation layers stay frozen throughout (:func:`unfreeze_from`), which in Keras 3 keeps
+them in inference mode, normalising with the statistics they were trained with. (The backbone is
+also called with ``training=False``, as in the keras-io guide, but in Keras 3.15 ``fit`` overrides
+that flag for nested models — keras-team/keras#20285 — so it is not what protects them.)
 
 The ImageNet weights come from ``$DLNOTES_PRETRAINED_DIR`` when it is set, otherwise from Keras'
 own download (:func:`pretrained_backbone_weights`). :func:`build_scratch_model` builds the same
@@ -124,7 +126,7 @@ def build_transfer_model(
         seed: Seed of the augmentation layers.
 
     Returns:
-        ``(model, backbone)``; the backbone starts frozen and always runs in inference mode.
+        ``(model, backbone)``; the backbone starts frozen (hence in inference mode).
 
     Raises:
         ValueError: For an unsupported ``alpha``, an input smaller than 32 pixels, fewer than two
@@ -202,8 +204,10 @@ def build_scratch_model(
 def unfreeze_from(backbone: keras.Model, first_trainable: int | str) -> int:
     """Make the backbone trainable from one layer on, keeping the layers before it frozen.
 
-    Batch-normalisation layers stay frozen as well: their weights (scale and offset) would be
-    trained against statistics they no longer update, since the backbone runs in inference mode.
+    Batch-normalisation layers stay frozen as well. A frozen Keras 3 ``BatchNormalization`` runs
+    in inference mode, normalising with its stored ImageNet statistics; unfrozen, it would run in
+    training mode inside ``fit`` — the ``training=False`` the backbone was called with does not
+    survive ``fit`` in Keras 3.15 (keras-team/keras#20285) — and overwrite those statistics.
 
     Args:
         backbone: The backbone returned by :func:`build_transfer_model`.
