@@ -129,7 +129,7 @@ def _colab_link_html(url: str) -> str:
 
 
 def _add_colab_link(
-    app: Any, pagename: str, templatename: str, context: dict, doctree: Any
+    app: Any, pagename: str, templatename: str, context: dict[str, Any], doctree: Any
 ) -> None:
     if not pagename.startswith(f"{CHAPTERS_DIR}/") or "body" not in context:
         return

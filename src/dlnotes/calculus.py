@@ -31,10 +31,11 @@ def _as_float_array(
 
 def _shifted_logits(z: ArrayLike) -> Array:
     """``z − max(z)`` along the last axis: the largest exponent becomes ``exp(0) = 1``."""
-    z = _as_float_array(z, "z")
-    if z.ndim == 0:
-        raise ValueError(f"z must have at least one axis, got a scalar {z!r}")
-    return z - np.max(z, axis=-1, keepdims=True)
+    logits = _as_float_array(z, "z")
+    if logits.ndim == 0:
+        raise ValueError(f"z must have at least one axis, got a scalar {logits!r}")
+    shifted: Array = logits - np.max(logits, axis=-1, keepdims=True)
+    return shifted
 
 
 def softmax(z: ArrayLike) -> Array:
@@ -53,7 +54,8 @@ def softmax(z: ArrayLike) -> Array:
         ValueError: If ``z`` is a scalar or empty.
     """
     exponentials = np.exp(_shifted_logits(z))
-    return exponentials / np.sum(exponentials, axis=-1, keepdims=True)
+    probabilities: Array = exponentials / np.sum(exponentials, axis=-1, keepdims=True)
+    return probabilities
 
 
 def log_softmax(z: ArrayLike) -> Array:
@@ -69,7 +71,8 @@ def log_softmax(z: ArrayLike) -> Array:
         ValueError: If ``z`` is a scalar or empty.
     """
     shifted = _shifted_logits(z)
-    return shifted - np.log(np.sum(np.exp(shifted), axis=-1, keepdims=True))
+    log_probabilities: Array = shifted - np.log(np.sum(np.exp(shifted), axis=-1, keepdims=True))
+    return log_probabilities
 
 
 def softmax_jacobian(z: ArrayLike) -> Array:
@@ -402,8 +405,8 @@ def binary_cross_entropy_grad(z: ArrayLike, y: ArrayLike) -> Array:
         ValueError: If the shapes differ or a label is outside [0, 1].
     """
     binary_cross_entropy(z, y)  # validates the arguments
-    z, y = np.asarray(z, dtype=np.float64), np.asarray(y, dtype=np.float64)
-    return np.exp(-np.logaddexp(0.0, -z)) - y
+    logits, labels = np.asarray(z, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    return np.exp(-np.logaddexp(0.0, -logits)) - labels
 
 
 def _check_batch_norm(
@@ -449,7 +452,8 @@ def batch_norm(x: ArrayLike, gamma: ArrayLike, beta: ArrayLike, eps: float = 1e-
     axes = tuple(range(x.ndim - 1))
     mean = x.mean(axis=axes)
     variance = ((x - mean) ** 2).mean(axis=axes)
-    return gamma * (x - mean) / np.sqrt(variance + eps) + beta
+    y: Array = gamma * (x - mean) / np.sqrt(variance + eps) + beta
+    return y
 
 
 def batch_norm_grads(

@@ -62,7 +62,7 @@ class ImageLookup(layers.Layer):
     def call(self, indices: Any) -> Any:
         return ops.take(self.images, ops.cast(indices, "int32"), axis=0)
 
-    def compute_output_shape(self, input_shape: tuple) -> tuple:
+    def compute_output_shape(self, input_shape: tuple[int | None, ...]) -> tuple[int | None, ...]:
         return (*input_shape, *self.image_shape)
 
     def save_own_variables(self, store: Any) -> None:

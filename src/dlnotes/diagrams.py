@@ -21,7 +21,7 @@ from typing import Any
 import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.axes import Axes
-from matplotlib.figure import Figure
+from matplotlib.figure import Figure, SubFigure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Circle, FancyArrowPatch, FancyBboxPatch
 
@@ -50,7 +50,7 @@ class Circuit:
 
     def __init__(self) -> None:
         self.values: dict[str, float] = {}
-        self.operations: dict[str, tuple[graph.Node, tuple[str, ...], str]] = {}
+        self.operations: dict[str, tuple[graph.Node[...], tuple[str, ...], str]] = {}
         self.gradients: dict[str, float] = {}
         self.edge_gradients: dict[tuple[str, str, int], float] = {}
         self.output: str | None = None
@@ -78,7 +78,9 @@ class Circuit:
         self.values[self._new_name(name)] = float(value)
         return name
 
-    def apply(self, name: str, node: graph.Node, *inputs: str, label: str | None = None) -> str:
+    def apply(
+        self, name: str, node: graph.Node[...], *inputs: str, label: str | None = None
+    ) -> str:
         """Apply a fresh graph node to earlier values and store its forward value.
 
         Args:
@@ -140,7 +142,7 @@ class Circuit:
 
     def columns(self) -> dict[str, int]:
         """Drawing column of every value: inputs in column 0, an operation right of its inputs."""
-        column = {}
+        column: dict[str, int] = {}
         for name in self.values:
             if name in self.operations:
                 column[name] = 1 + max(column[source] for source in self.operations[name][1])
@@ -149,7 +151,8 @@ class Circuit:
         return column
 
 
-def _new_axes(ax: Axes | None, figsize: tuple[float, float]) -> tuple[Figure, Axes]:
+def _new_axes(ax: Axes | None, figsize: tuple[float, float]) -> tuple[Figure | SubFigure, Axes]:
+    fig: Figure | SubFigure
     if ax is None:
         fig, ax = plt.subplots(figsize=figsize)
     else:
@@ -158,7 +161,9 @@ def _new_axes(ax: Axes | None, figsize: tuple[float, float]) -> tuple[Figure, Ax
     return fig, ax
 
 
-def draw_circuit(circuit: Circuit, *, ax: Axes | None = None, title: str | None = None) -> Figure:
+def draw_circuit(
+    circuit: Circuit, *, ax: Axes | None = None, title: str | None = None
+) -> Figure | SubFigure:
     """Draw a circuit after :meth:`Circuit.backward`: values above the wires, gradients below.
 
     Args:
@@ -167,7 +172,7 @@ def draw_circuit(circuit: Circuit, *, ax: Axes | None = None, title: str | None 
         title: Optional title.
 
     Returns:
-        The figure.
+        The figure that holds the axes (the subfigure when ``ax`` lies in one).
 
     Raises:
         ValueError: If the backward pass has not run.
@@ -185,7 +190,9 @@ def draw_circuit(circuit: Circuit, *, ax: Axes | None = None, title: str | None 
     scale = min(1.0, 10.0 / width)
     fig, ax = _new_axes(ax, (scale * width, scale * height + 0.4))
 
-    def wire(start: tuple[float, float], end: tuple[float, float], value: float, grad: float):
+    def wire(
+        start: tuple[float, float], end: tuple[float, float], value: float, grad: float
+    ) -> None:
         ax.add_patch(
             FancyArrowPatch(start, end, arrowstyle="-|>", mutation_scale=12, color="0.35", lw=1.2)
         )
@@ -275,7 +282,9 @@ def _layer_colour(description: str) -> str:
     return "#eeeeee"
 
 
-def draw_layer_graph(model: Any, *, ax: Axes | None = None, title: str | None = None) -> Figure:
+def draw_layer_graph(
+    model: Any, *, ax: Axes | None = None, title: str | None = None
+) -> Figure | SubFigure:
     """Draw the layers of a small functional Keras model top to bottom, with output shapes.
 
     Each layer sits one row below the deepest layer feeding it; layers on the same row are
@@ -287,7 +296,7 @@ def draw_layer_graph(model: Any, *, ax: Axes | None = None, title: str | None = 
         title: Optional title (default: the model's name).
 
     Returns:
-        The figure.
+        The figure that holds the axes (the subfigure when ``ax`` lies in one).
 
     Raises:
         ValueError: If the model is not functional or has more than 60 layers.
@@ -367,7 +376,7 @@ def draw_layer_graph(model: Any, *, ax: Axes | None = None, title: str | None = 
 
 def draw_network(
     blocks: Sequence[architecture.Block], *, ax: Axes | None = None, title: str | None = None
-) -> Figure:
+) -> Figure | SubFigure:
     """Draw the blocks of a network (from :func:`dlnotes.architecture.block_table`) top to bottom.
 
     Each box names the block and its kind and shows its output shape and parameter count; box
@@ -380,7 +389,7 @@ def draw_network(
         title: Optional title.
 
     Returns:
-        The figure.
+        The figure that holds the axes (the subfigure when ``ax`` lies in one).
 
     Raises:
         ValueError: If ``blocks`` is empty.

@@ -15,7 +15,7 @@ Broadcasting in the forward pass becomes summation in the backward pass (:func:`
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Generic, ParamSpec
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -23,6 +23,9 @@ from numpy.typing import ArrayLike, NDArray
 from dlnotes import calculus
 
 Array = NDArray[np.float64]
+
+Inputs = ParamSpec("Inputs")
+"""The parameters of a node's :meth:`Node.forward`, e.g. ``[ArrayLike, ArrayLike]`` for a gate."""
 
 
 def unbroadcast(gradient: ArrayLike, shape: tuple[int, ...]) -> Array:
@@ -38,23 +41,27 @@ def unbroadcast(gradient: ArrayLike, shape: tuple[int, ...]) -> Array:
     Raises:
         ValueError: If ``shape`` does not broadcast to the gradient's shape.
     """
-    gradient = np.asarray(gradient, dtype=np.float64)
+    reduced = np.asarray(gradient, dtype=np.float64)
     try:
-        broadcast = np.broadcast_shapes(shape, gradient.shape)
+        broadcast = np.broadcast_shapes(shape, reduced.shape)
     except ValueError:
         broadcast = None
-    if broadcast != gradient.shape:
-        raise ValueError(f"shape {shape} does not broadcast to {gradient.shape}")
-    while gradient.ndim > len(shape):
-        gradient = gradient.sum(axis=0)
+    if broadcast != reduced.shape:
+        raise ValueError(f"shape {shape} does not broadcast to {reduced.shape}")
+    while reduced.ndim > len(shape):
+        reduced = reduced.sum(axis=0)
     for axis, size in enumerate(shape):
-        if size == 1 and gradient.shape[axis] != 1:
-            gradient = gradient.sum(axis=axis, keepdims=True)
-    return gradient
+        if size == 1 and reduced.shape[axis] != 1:
+            reduced = reduced.sum(axis=axis, keepdims=True)
+    return reduced
 
 
-class Node:
-    """Base class of graph nodes: call :meth:`forward`, then :meth:`backward` once."""
+class Node(Generic[Inputs]):
+    """Base class of graph nodes: call :meth:`forward`, then :meth:`backward` once.
+
+    A node names the parameters of its ``forward`` as its type argument, e.g.
+    ``class Add(Node[[ArrayLike, ArrayLike]])``; ``Node[...]`` is a node of any arity.
+    """
 
     name = "node"
 
@@ -66,7 +73,7 @@ class Node:
             raise RuntimeError(f"{self.name}.backward called before forward")
         return self._cache
 
-    def forward(self, *inputs: ArrayLike) -> Array:  # pragma: no cover - interface
+    def forward(self, *inputs: Inputs.args, **named: Inputs.kwargs) -> Array:  # pragma: no cover
         """Compute the output and cache what the backward pass needs."""
         raise NotImplementedError
 
@@ -75,30 +82,30 @@ class Node:
         raise NotImplementedError
 
 
-class Add(Node):
+class Add(Node[[ArrayLike, ArrayLike]]):
     """``a + b`` with broadcasting; distributes the gradient."""
 
     name = "add"
 
     def forward(self, a: ArrayLike, b: ArrayLike) -> Array:
-        a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
-        self._cache = (a.shape, b.shape)
-        return a + b
+        a_array, b_array = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+        self._cache = (a_array.shape, b_array.shape)
+        return a_array + b_array
 
     def backward(self, upstream: ArrayLike) -> tuple[Array, Array]:
         a_shape, b_shape = self._cached()
         return unbroadcast(upstream, a_shape), unbroadcast(upstream, b_shape)
 
 
-class Multiply(Node):
+class Multiply(Node[[ArrayLike, ArrayLike]]):
     """Element-wise ``a * b``; swaps the inputs in the backward pass."""
 
     name = "multiply"
 
     def forward(self, a: ArrayLike, b: ArrayLike) -> Array:
-        a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
-        self._cache = (a, b)
-        return a * b
+        a_array, b_array = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+        self._cache = (a_array, b_array)
+        return a_array * b_array
 
     def backward(self, upstream: ArrayLike) -> tuple[Array, Array]:
         a, b = self._cached()
@@ -106,15 +113,15 @@ class Multiply(Node):
         return unbroadcast(upstream * b, a.shape), unbroadcast(upstream * a, b.shape)
 
 
-class Max(Node):
+class Max(Node[[ArrayLike, ArrayLike]]):
     """Element-wise ``max(a, b)``; routes the gradient to the larger input (to ``a`` on ties)."""
 
     name = "max"
 
     def forward(self, a: ArrayLike, b: ArrayLike) -> Array:
-        a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
-        self._cache = (a, b)
-        return np.maximum(a, b)
+        a_array, b_array = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+        self._cache = (a_array, b_array)
+        return np.maximum(a_array, b_array)
 
     def backward(self, upstream: ArrayLike) -> tuple[Array, Array]:
         a, b = self._cached()
@@ -123,14 +130,14 @@ class Max(Node):
         return unbroadcast(upstream * a_wins, a.shape), unbroadcast(upstream * ~a_wins, b.shape)
 
 
-class Sigmoid(Node):
+class Sigmoid(Node[[ArrayLike]]):
     """``σ(x) = 1 / (1 + e^{−x})``; local gradient ``σ(x)(1 − σ(x))`` reuses the output."""
 
     name = "sigmoid"
 
     def forward(self, x: ArrayLike) -> Array:
-        x = np.asarray(x, dtype=np.float64)
-        out = np.exp(-np.logaddexp(0.0, -x))  # 1 / (1 + e^{-x}) without overflow
+        x_array = np.asarray(x, dtype=np.float64)
+        out = np.exp(-np.logaddexp(0.0, -x_array))  # 1 / (1 + e^{-x}) without overflow
         self._cache = (out,)
         return out
 
@@ -139,17 +146,17 @@ class Sigmoid(Node):
         return (np.asarray(upstream, dtype=np.float64) * out * (1.0 - out),)
 
 
-class MatMul(Node):
+class MatMul(Node[[ArrayLike, ArrayLike]]):
     """``X @ W`` for ``X`` of shape ``(N, D)`` and ``W`` of shape ``(D, M)``."""
 
     name = "matmul"
 
     def forward(self, X: ArrayLike, W: ArrayLike) -> Array:
-        X, W = np.asarray(X, dtype=np.float64), np.asarray(W, dtype=np.float64)
-        if X.ndim != 2 or W.ndim != 2 or X.shape[1] != W.shape[0]:
-            raise ValueError(f"matmul needs (N, D) @ (D, M), got {X.shape} @ {W.shape}")
-        self._cache = (X, W)
-        return X @ W
+        X_array, W_array = np.asarray(X, dtype=np.float64), np.asarray(W, dtype=np.float64)
+        if X_array.ndim != 2 or W_array.ndim != 2 or X_array.shape[1] != W_array.shape[0]:
+            raise ValueError(f"matmul needs (N, D) @ (D, M), got {X_array.shape} @ {W_array.shape}")
+        self._cache = (X_array, W_array)
+        return X_array @ W_array
 
     def backward(self, upstream: ArrayLike) -> tuple[Array, Array]:
         X, W = self._cached()
@@ -157,7 +164,7 @@ class MatMul(Node):
         return upstream @ W.T, X.T @ upstream
 
 
-class SoftmaxCrossEntropy(Node):
+class SoftmaxCrossEntropy(Node[[ArrayLike, ArrayLike]]):
     """Mean softmax cross-entropy of logits ``(N, C)`` with integer labels; a scalar output."""
 
     name = "softmax_cross_entropy"
@@ -189,7 +196,7 @@ class TwoLayerNetwork:
             name: np.asarray(value, dtype=np.float64)
             for name, value in (("W1", W1), ("b1", b1), ("W2", W2), ("b2", b2))
         }
-        self.nodes = {
+        self.nodes: dict[str, Node[...]] = {
             "hidden_matmul": MatMul(),
             "hidden_bias": Add(),
             "sigmoid": Sigmoid(),

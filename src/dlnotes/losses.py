@@ -7,13 +7,25 @@ class template matched against the input by a dot product.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, TypedDict
+
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from dlnotes import calculus
 
+if TYPE_CHECKING:
+    from typing_extensions import Unpack  # typing.Unpack for **kwargs needs Python 3.12
+
 Array = NDArray[np.float64]
 REGULARIZERS = ("l2", "l1", "elastic_net")
+
+
+class SVMOptions(TypedDict, total=False):
+    """The options of :func:`svm_loss` that :func:`linear_classifier_loss` passes on."""
+
+    delta: float
+    squared: bool
 
 
 def _check_scores_labels(scores: ArrayLike, y: ArrayLike) -> tuple[Array, NDArray[np.int64]]:
@@ -129,7 +141,7 @@ def linear_classifier_loss(
     loss: str = "softmax",
     reg: str = "l2",
     strength: float = 0.0,
-    **loss_options: float | bool,
+    **loss_options: Unpack[SVMOptions],
 ) -> tuple[float, Array, Array]:
     """Total loss of a linear classifier and its gradients with respect to ``W`` and ``b``.
 

@@ -22,14 +22,18 @@ The work is split so that everything runs inside the compiled training step:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from dlnotes import runtime
 
-keras = runtime.import_quietly("keras")  # quietly: the first import of TensorFlow logs to stderr
-layers, ops = keras.layers, keras.ops
+if TYPE_CHECKING:
+    import keras
+    from keras import layers, ops
+else:
+    keras = runtime.import_quietly("keras")  # quietly: TensorFlow's first import logs to stderr
+    layers, ops = keras.layers, keras.ops
 
 MODES = ("none", "mixup", "cutmix", "both")
 
@@ -192,5 +196,7 @@ class MixImages(layers.Layer):
         )
         return images + ops.expand_dims(mask, -1) * (partners - images)
 
-    def compute_output_shape(self, input_shape: list[tuple]) -> tuple:
+    def compute_output_shape(
+        self, input_shape: list[tuple[int | None, ...]]
+    ) -> tuple[int | None, ...]:
         return input_shape[0]

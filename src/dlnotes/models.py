@@ -262,7 +262,7 @@ class RandomShiftFlip(layers.Layer):
             ops.take_along_axis(flat, source, axis=1), (batch, height, width, channels)
         )
 
-    def compute_output_shape(self, input_shape: tuple) -> tuple:
+    def compute_output_shape(self, input_shape: tuple[int | None, ...]) -> tuple[int | None, ...]:
         return input_shape
 
     def get_config(self) -> dict[str, Any]:

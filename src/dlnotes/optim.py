@@ -6,6 +6,8 @@ with gradient ``g`` and symmetric Hessian ``A``.
 
 from __future__ import annotations
 
+from typing import cast
+
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
@@ -40,7 +42,8 @@ def newton_step(g: ArrayLike, A: ArrayLike) -> Array:
     """
     g, A = _check_g_and_A(g, A)
     try:
-        return np.linalg.solve(A, -g)
+        # float64 in, float64 out: NumPy's stubs only promise a floating-point result.
+        return cast(Array, np.linalg.solve(A, -g))
     except np.linalg.LinAlgError as error:
         raise ValueError(f"A is singular, the Newton step is undefined: {error}") from error
 

@@ -14,12 +14,17 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
+from numpy.typing import NDArray
 
 from dlnotes import runtime
 
-tf = runtime.import_quietly("tensorflow")
+if TYPE_CHECKING:
+    import tensorflow as tf
+else:
+    tf = runtime.import_quietly("tensorflow")
 
 AUTOTUNE = tf.data.AUTOTUNE
 IMAGE_SIZE = 64
@@ -102,7 +107,12 @@ def channel_stats(
         count += pixels.shape[0]
     mean = total / count
     std = np.sqrt(np.maximum(total_sq / count - mean**2, 1e-12))
-    return ChannelStats(tuple(map(float, mean)), tuple(map(float, std)))
+    return ChannelStats(_rgb(mean), _rgb(std))
+
+
+def _rgb(values: NDArray[np.float64]) -> tuple[float, float, float]:
+    red, green, blue = (float(value) for value in values)
+    return red, green, blue
 
 
 def _reflect(index: tf.Tensor, size: int) -> tf.Tensor:
@@ -314,5 +324,6 @@ def eval_dataset(
 
 def denormalize(images: np.ndarray, stats: ChannelStats) -> np.ndarray:
     """Undo :func:`normalize` for display: float images back to uint8 in [0, 255]."""
-    restored = np.asarray(images) * np.asarray(stats.std) + np.asarray(stats.mean)
+    scale, shift = np.asarray(stats.std), np.asarray(stats.mean)
+    restored: NDArray[np.float64] = np.asarray(images) * scale + shift
     return np.clip(restored, 0, 255).astype(np.uint8)

@@ -13,6 +13,7 @@ import os
 from pathlib import Path
 
 import numpy as np
+from numpy.typing import NDArray
 from PIL import Image
 
 IMAGE_SIZE = 64
@@ -24,7 +25,7 @@ def _class_image(rng: np.random.Generator, label: int, num_classes: int) -> np.n
     y, x = np.mgrid[:IMAGE_SIZE, :IMAGE_SIZE]
     angle = np.pi * label / num_classes
     stripes = np.sin((x * np.cos(angle) + y * np.sin(angle)) / (2 + label % 4))
-    image = base[None, None, :] * (0.6 + 0.4 * stripes[..., None])
+    image: NDArray[np.float64] = base[None, None, :] * (0.6 + 0.4 * stripes[..., None])
     image += rng.normal(0, 20, size=image.shape)
     return np.clip(image, 0, 255).astype(np.uint8)
 

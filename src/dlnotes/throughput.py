@@ -76,12 +76,12 @@ def reference_results() -> dict[str, Any]:
         ValueError: If the file is malformed.
     """
     text = importlib.resources.files("dlnotes").joinpath(RESULTS_RESOURCE).read_text()
-    results = json.loads(text)
+    results: dict[str, Any] = json.loads(text)
     check_results(results)
     return results
 
 
-def images_per_second(batches: Callable[[], Iterable], passes: int = 1) -> float:
+def images_per_second(batches: Callable[[], Iterable[Any]], passes: int = 1) -> float:
     """Images per second over ``passes`` iterations of ``batches()``, after one warm-up batch.
 
     Args:
@@ -140,6 +140,7 @@ def compare_loaders(
     from dlnotes import pipeline, tfrecord
 
     files, labels, class_ids = data.read_split(root, "train")
+    assert labels is not None  # the training split is always labelled
     stats = pipeline.channel_stats(files, max_images=2000)
     long_files, long_labels = files * repeat, np.tile(labels, repeat)
     train_dir = str(Path(root) / "train")
@@ -153,7 +154,7 @@ def compare_loaders(
         shuffle=True,
     )
 
-    def legacy_batches() -> Iterable:
+    def legacy_batches() -> Iterable[Any]:
         for _ in range(len(generator)):
             yield next(generator)
 

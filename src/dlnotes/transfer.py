@@ -17,12 +17,16 @@ pretrained weights are worth.
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dlnotes import download, paths, runtime
 
-keras = runtime.import_quietly("keras")
-layers = keras.layers
+if TYPE_CHECKING:
+    import keras
+    from keras import layers
+else:
+    keras = runtime.import_quietly("keras")
+    layers = keras.layers
 
 MOBILENET_ALPHAS = (0.35, 0.5, 0.75, 1.0, 1.3, 1.4)
 KERAS_WEIGHTS_URL = "https://storage.googleapis.com/tensorflow/keras-applications/mobilenet_v2/"
@@ -54,12 +58,13 @@ def pretrained_backbone_weights(cache_dir: str | os.PathLike[str] | None = None)
         return str(local)
     name = "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5"
     try:
-        return keras.utils.get_file(
+        downloaded: str = keras.utils.get_file(
             name,
             KERAS_WEIGHTS_URL + name,
             cache_subdir="models",
             cache_dir=None if cache_dir is None else os.fspath(cache_dir),
         )
+        return downloaded
     except Exception as error:  # get_file wraps URL errors in a bare Exception
         download.close_http_errors(error)
         raise paths.PretrainedUnavailable(
