@@ -1,9 +1,11 @@
-"""Build the whole book with execution forced and warnings as errors, then read it in Chromium.
+"""Build the whole book from the executed chapters, warnings as errors, then read it in Chromium.
 
-The build starts without data: its chapters download the real mini archive from a loopback mirror
+The chapters are executed once per test run, by nbmake's runner (see conftest.py): starting
+without data, the first downloads the real mini archive from a loopback mirror
 (``DLNOTES_DATA_URL``/``DLNOTES_DATA_MD5``), as a new user's chapters download Tiny ImageNet, and
-use the real pretrained weights of ``DLNOTES_PRETRAINED_DIR`` (see conftest.py). No page may show a
-stand-in warning.
+all use the real pretrained weights of ``DLNOTES_PRETRAINED_DIR``. The book is rendered from those
+executed notebooks (``execute_notebooks: off``) — the same sources, not executed a second time.
+No page may show a stand-in warning.
 """
 
 from __future__ import annotations
@@ -16,8 +18,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import ArchiveServer, dataset_archive, md5
 
+from conftest import MIRROR_PATH
 from dlnotes import runtime
 
 REPO = Path(__file__).resolve().parents[1]
@@ -34,50 +36,46 @@ LOG_NOISE = (
     "E0000 00:00",
     "UserWarning",
 )
-
-
-MIRROR_PATH = "/mirror/tiny-imagenet-200.zip"
+NOT_BOOK_SOURCES = shutil.ignore_patterns(
+    ".git",
+    ".venv",
+    "venv",
+    "_build",
+    "notebooks",
+    "tests",
+    "benchmarks",
+    "data_scripts",
+    "*.egg-info",
+    "__pycache__",
+    ".*_cache",
+    ".whl",
+    ".device",
+    ".data",
+)
 
 
 @pytest.fixture(scope="session")
-def built_book(tmp_path_factory: pytest.TempPathFactory, tiny_imagenet: Path) -> Path:
-    """Build the book as CI does: every notebook executed afresh, ``-nW --keep-going``, starting
-    with no data (downloaded from a loopback mirror). The mirror's request log is written to
-    ``mirror-requests.txt`` beside ``_build``."""
+def built_book(
+    tmp_path_factory: pytest.TempPathFactory, executed_notebooks: dict[str, Path]
+) -> Path:
+    """The book built as a reader gets it, ``-nW --keep-going``, from the executed chapters."""
     out = tmp_path_factory.mktemp("book")
-    archive = dataset_archive(tiny_imagenet)
+    source = out / "source"
+    shutil.copytree(REPO, source, ignore=NOT_BOOK_SOURCES)
+    for chapter in (source / "chapters").glob("*.md"):
+        chapter.unlink()
+    for name, notebook in executed_notebooks.items():
+        shutil.copy(notebook, source / "chapters" / name)
     config = yaml.safe_load((REPO / "_config.yml").read_text())
-    config["execute"]["execute_notebooks"] = "force"
-    config_path = out / "_config.yml"
-    config_path.write_text(yaml.safe_dump(config))
+    config["execute"]["execute_notebooks"] = "off"
+    (source / "_config.yml").write_text(yaml.safe_dump(config))
     jupyter_book = Path(sys.executable).with_name("jupyter-book")
-    # A non-inline matplotlib backend inherited by the kernels would drop every plot.
-    environment = {k: v for k, v in os.environ.items() if k != "MPLBACKEND"}
-    with ArchiveServer() as mirror:
-        mirror.files[MIRROR_PATH] = archive
-        environment.update(
-            DLNOTES_DATA_DIR=str(out / "no-data-yet" / "tiny-imagenet-200"),
-            DLNOTES_DATA_URL=mirror.url(MIRROR_PATH),
-            DLNOTES_DATA_MD5=md5(archive),
-        )
-        result = subprocess.run(
-            [
-                str(jupyter_book),
-                "build",
-                str(REPO),
-                "--path-output",
-                str(out),
-                "--config",
-                str(config_path),
-                "-nW",
-                "--keep-going",
-            ],
-            capture_output=True,
-            text=True,
-            timeout=1500,
-            env=environment,
-        )
-    (out / "mirror-requests.txt").write_text("".join(f"{r}\n" for r in mirror.requests))
+    result = subprocess.run(
+        [str(jupyter_book), "build", str(source), "--path-output", str(out), "-nW", "--keep-going"],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert result.returncode == 0, (
         f"book build failed:\n{result.stdout[-6000:]}\n{result.stderr[-6000:]}"
     )
@@ -113,9 +111,11 @@ def test_bibliography_lists_the_cited_works(built_book: Path) -> None:
     assert 'href="../bibliography.html#' in chapter, "citations do not link the bibliography"
 
 
-def test_book_downloads_its_data_once_and_uses_no_stand_in(built_book: Path) -> None:
-    requests = (built_book.parents[1] / "mirror-requests.txt").read_text().split()
-    assert requests == [MIRROR_PATH]
+@pytest.mark.slow
+def test_book_downloads_its_data_once_and_uses_no_stand_in(
+    built_book: Path, chapter_mirror_requests: list[str]
+) -> None:
+    assert chapter_mirror_requests == [MIRROR_PATH]
     pages = sorted(built_book.rglob("*.html"))
     downloading = [
         p.name for p in pages if "downloading it once from http://127.0.0.1" in p.read_text()

@@ -42,18 +42,12 @@ def run_train(root: Path, out_dir: Path, *extra: str) -> subprocess.CompletedPro
 
 @pytest.fixture(scope="session")
 def smoke_run(tiny_imagenet: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    """A small run of the command (the smoke profile's full run is the training chapter's, whose
+    results test_chapter_results.py checks)."""
     out_dir = tmp_path_factory.mktemp("smoke-run")
-    result = run_train(tiny_imagenet, out_dir)
+    result = run_train(tiny_imagenet, out_dir, *TINY, "--epochs", "3")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return out_dir, json.loads((out_dir / "metrics.json").read_text())
-
-
-@pytest.mark.slow
-def test_smoke_profile_learns_well_above_chance(smoke_run, tiny_imagenet: Path) -> None:
-    _, metrics = smoke_run
-    chance = 1 / len(data.read_class_ids(tiny_imagenet))
-    assert metrics["val_top1"] >= 3 * chance, metrics
-    assert metrics["val_top5"] > metrics["val_top1"]
 
 
 @pytest.mark.slow
@@ -81,8 +75,8 @@ def test_run_folder_contents(smoke_run) -> None:
     }
     assert metrics["num_classes"] == 10 and metrics["val_images"] == 500
     assert metrics["backend"] == "tensorflow" and metrics["profile"] == "smoke"
-    assert metrics["epochs_completed"] == 12 and metrics["train_images_per_second"] > 0
-    assert training.read_log(out_dir / "history.csv")["epoch"] == [float(e) for e in range(12)]
+    assert metrics["epochs_completed"] == 3 and metrics["train_images_per_second"] > 0
+    assert training.read_log(out_dir / "history.csv")["epoch"] == [0.0, 1.0, 2.0]
     assert (out_dir / "best.weights.h5").is_file()
     assert (out_dir / "backup" / "training_metadata.json").is_file()
     assert any((out_dir / "tensorboard").rglob("*tfevents*"))

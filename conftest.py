@@ -1,13 +1,17 @@
-"""Shared test set-up: one real Tiny ImageNet subset and real pretrained weights for every test.
+"""Shared test set-up: real data, real weights, and every chapter executed exactly once.
 
 ``pytest_configure`` extracts ``../shared/data/tiny-imagenet-mini.zip`` (a real 10-class subset
 of Tiny ImageNet in the original layout) into a temporary folder once per run and points
-``DLNOTES_DATA_DIR`` at it, so unit tests and nbmake's notebook kernels read the same data (the
-book build downloads the same archive from a loopback mirror, see ``test_book_build.py``). It also
-points ``DLNOTES_PRETRAINED_DIR`` at ``../shared/models`` (real MobileNetV2 ImageNet weights) unless
-it is set already. Without the archive (a user's clone) a synthetic dataset in the identical layout
-is written instead, and without the weights the chapters fall back to their stand-ins; on CI
-(``CI`` set) both are required.
+``DLNOTES_DATA_DIR`` at it for the unit tests. It also points ``DLNOTES_PRETRAINED_DIR`` at
+``../shared/models`` (real MobileNetV2 ImageNet weights) unless it is set already. Without the
+archive (a user's clone) a synthetic dataset in the identical layout is written instead, and
+without the weights the chapters fall back to their stand-ins; on CI (``CI`` set) both are required.
+
+The notebooks in ``notebooks/`` are executed by nbmake's runner, once per run, before the tests
+(``testpaths`` lists them first), and each executed copy is kept: the book-build test renders the
+book from those copies instead of executing the chapters a second time. The notebooks run as a
+new user's would: without data, which the first chapter downloads from a loopback mirror of the
+mini archive (``DLNOTES_DATA_URL``/``DLNOTES_DATA_MD5``) and the others reuse.
 """
 
 from __future__ import annotations
@@ -24,19 +28,21 @@ import threading
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
+from nbmake.pytest_items import NotebookFailedException, NotebookItem
 
 from dlnotes import synthetic
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parent
 MINI_ARCHIVE_ENV = "DLNOTES_MINI_ARCHIVE"
 DEFAULT_MINI_ARCHIVE = REPO_ROOT.parent / "shared" / "data" / "tiny-imagenet-mini.zip"
 PRETRAINED_ENV = "DLNOTES_PRETRAINED_DIR"
 DEFAULT_PRETRAINED_DIR = REPO_ROOT.parent / "shared" / "models"
 
-_state: dict[str, Path | str] = {}
+_state: dict[str, Any] = {}
 
 
 def mini_archive() -> Path:
@@ -90,6 +96,9 @@ def pytest_report_header(config: pytest.Config) -> str:
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
+    runner = _state.get("runner")
+    if isinstance(runner, ChapterRunner):
+        runner.close()
     workdir = _state.get("workdir")
     if isinstance(workdir, Path):
         shutil.rmtree(workdir, ignore_errors=True)
@@ -197,3 +206,126 @@ def tiny_imagenet_copy(tmp_path: Path, tiny_imagenet: Path) -> Path:
     target = tmp_path / "tiny-imagenet-200"
     shutil.copytree(tiny_imagenet, target)
     return target
+
+
+# Every chapter executed once, by nbmake's runner ----------------------------------------------
+
+NOTEBOOKS = REPO_ROOT / "notebooks"
+MIRROR_PATH = "/mirror/tiny-imagenet-200.zip"
+
+
+class ChapterRunner:
+    """Executes the chapters' notebooks as a new user's kernel runs them, keeping each result.
+
+    The kernels start without data (``DLNOTES_DATA_DIR`` names an empty folder) and with a
+    loopback mirror of the mini archive as the download address, so the first chapter that needs
+    data downloads it and the others find it.
+    """
+
+    def __init__(self, workdir: Path, timeout: int, kernel: str | None) -> None:
+        self.executed = workdir / "executed"
+        self.executed.mkdir(parents=True)
+        self.data_dir = workdir / "downloaded" / "tiny-imagenet-200"
+        self.timeout = timeout
+        self.kernel = kernel
+        self.mirror: ArchiveServer | None = None
+        self.failed: set[str] = set()
+        self._environment: dict[str, str] = {}
+
+    def environment(self) -> dict[str, str]:
+        if self.mirror is None:
+            archive = dataset_archive(Path(_state["root"]))
+            self.mirror = ArchiveServer().__enter__()
+            self.mirror.files[MIRROR_PATH] = archive
+            self._environment = {
+                "DLNOTES_DATA_DIR": str(self.data_dir),
+                "DLNOTES_DATA_URL": self.mirror.url(MIRROR_PATH),
+                "DLNOTES_DATA_MD5": md5(archive),
+            }
+        return self._environment
+
+    def execute(self, notebook: Path) -> Any:
+        """Run one notebook with nbmake and keep the executed copy; returns nbmake's result."""
+        import nbformat
+        from nbmake.nb_run import NotebookRun
+
+        overrides = self.environment()
+        saved = {key: os.environ.get(key) for key in [*overrides, "MPLBACKEND"]}
+        os.environ.update(overrides)
+        # A non-inline matplotlib backend inherited by the kernels would drop every plot.
+        os.environ.pop("MPLBACKEND", None)
+        try:
+            result = NotebookRun(notebook, self.timeout, kernel=self.kernel).execute()
+        finally:
+            for key, value in saved.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
+        nbformat.write(result.nb, str(self.executed / notebook.name))
+        if result.error is not None:
+            self.failed.add(notebook.name)
+        return result
+
+    def executed_notebooks(self) -> dict[str, Path]:
+        """Every notebook of ``notebooks/``, executed (those not run yet are run now)."""
+        for notebook in sorted(NOTEBOOKS.glob("*.ipynb")):
+            if not (self.executed / notebook.name).is_file():
+                self.execute(notebook)
+        return {path.name: path for path in sorted(self.executed.glob("*.ipynb"))}
+
+    def close(self) -> None:
+        if self.mirror is not None:
+            self.mirror.__exit__(None, None, None)
+
+
+def chapter_runner(config: pytest.Config) -> ChapterRunner:
+    runner = _state.get("runner")
+    if not isinstance(runner, ChapterRunner):
+        timeout = int(config.getoption("nbmake_timeout") or 600)
+        runner = ChapterRunner(
+            Path(_state["workdir"]) / "chapters", timeout, config.getoption("nbmake_kernel")
+        )
+        _state["runner"] = runner
+    return runner
+
+
+class ChapterExecution(NotebookItem):  # type: ignore[misc]
+    """A notebook test item: nbmake's item, run by :class:`ChapterRunner`."""
+
+    def runtest(self) -> None:
+        result = chapter_runner(self.config).execute(Path(self.filename))
+        if result.error is not None:
+            raise NotebookFailedException(result)
+
+
+class ChapterNotebook(pytest.File):
+    def collect(self) -> Iterator[pytest.Item]:
+        item = ChapterExecution.from_parent(self, filename=str(self.path))
+        item.add_marker(pytest.mark.slow)
+        yield item
+
+
+def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
+    if file_path.suffix == ".ipynb" and file_path.parent == NOTEBOOKS:
+        return ChapterNotebook.from_parent(parent, path=file_path)
+    return None
+
+
+@pytest.fixture(scope="session")
+def executed_notebooks(request: pytest.FixtureRequest) -> dict[str, Path]:
+    """Every chapter's executed notebook (executed by the notebook items, or now)."""
+    runner = chapter_runner(request.config)
+    notebooks = runner.executed_notebooks()
+    if runner.failed:
+        pytest.fail(f"chapters failed to execute: {sorted(runner.failed)}")
+    return notebooks
+
+
+@pytest.fixture(scope="session")
+def chapter_mirror_requests(
+    executed_notebooks: dict[str, Path], request: pytest.FixtureRequest
+) -> list[str]:
+    """The requests the chapters' loopback mirror received."""
+    mirror = chapter_runner(request.config).mirror
+    return list(mirror.requests) if mirror is not None else []
