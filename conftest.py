@@ -329,3 +329,9 @@ def chapter_mirror_requests(
     """The requests the chapters' loopback mirror received."""
     mirror = chapter_runner(request.config).mirror
     return list(mirror.requests) if mirror is not None else []
+
+
+@pytest.fixture(scope="session")
+def real_mini_archive() -> bool:
+    """Whether the tests run on the real mini archive (not the synthetic fallback)."""
+    return str(_state.get("kind", "")).startswith("real subset")

@@ -36,12 +36,11 @@ LOG_NOISE = (
     "E0000 00:00",
     "UserWarning",
 )
-NOT_BOOK_SOURCES = shutil.ignore_patterns(
+NOT_BOOK_SOURCES = shutil.ignore_patterns(  # the stripped notebooks stay: pages link them on Colab
     ".git",
     ".venv",
     "venv",
     "_build",
-    "notebooks",
     "tests",
     "benchmarks",
     "data_scripts",

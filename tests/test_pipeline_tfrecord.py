@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import run_script, shift_flip_candidates
 
+from conftest import run_script, shift_flip_candidates
 from dlnotes import data, pipeline, tfrecord
 
 tf = pipeline.tf
@@ -156,8 +157,9 @@ def _truncate_first_image(root: Path) -> str:
 def test_verify_images_names_a_truncated_jpeg(tiny_imagenet_copy: Path) -> None:
     victim = _truncate_first_image(tiny_imagenet_copy)
     paths = data.read_split(tiny_imagenet_copy, "train").paths[:5]
+    # The message names the file; the reason after it is Pillow's wording, not ours.
     with pytest.raises(
-        ValueError, match=rf"1 unreadable image file\(s\):\n  {victim}: [Tt]runcated"
+        ValueError, match=rf"1 unreadable image file\(s\):\n  {re.escape(victim)}: "
     ):
         data.verify_images(paths)
     with pytest.raises(ValueError, match="unreadable image"):

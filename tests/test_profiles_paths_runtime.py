@@ -160,5 +160,16 @@ def test_native_stderr_is_silenced_and_restored(capfd: pytest.CaptureFixture[str
     assert capfd.readouterr().err == "visible\n"
 
 
-def test_import_quietly_returns_the_module() -> None:
+def test_import_quietly_returns_the_module_and_silences_native_stderr(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    # A module that, like TensorFlow's C++ runtime, writes to file descriptor 2 when imported.
+    (tmp_path / "noisy_module.py").write_text(
+        "import os\nos.write(2, b'native log line\\n')\nVALUE = 42\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    module = runtime.import_quietly("noisy_module")
+    assert module.VALUE == 42
+    assert "native log line" not in capfd.readouterr().err
+    assert runtime.import_quietly("noisy_module") is module  # a second import is free
     assert runtime.import_quietly("json").dumps([1]) == "[1]"
