@@ -51,3 +51,16 @@ def test_readme_pipeline_table_is_the_committed_benchmark() -> None:
         rates = " | ".join(f"{run[loader]:,.0f}" for run in results["runs"])
         row = f"| {throughput.LOADER_NAMES[loader]} | {rates} |"
         assert row in readme, f"README's pipeline table lacks the row {row!r}"
+
+
+def test_pre_commit_runs_the_checks_the_suite_runs() -> None:
+    import yaml
+
+    config = yaml.safe_load((REPO / ".pre-commit-config.yaml").read_text())
+    hooks = {hook["id"]: hook for repo in config["repos"] for hook in repo["hooks"]}
+    assert set(hooks) >= {"ruff", "ruff-format", "jupytext-sync", "mypy"}
+    pinned = (REPO / "requirements.txt").read_text()
+    for hook in hooks.values():
+        tool = Path(hook["entry"].split()[0]).name
+        assert f"\n{tool}==" in pinned, f"{tool} of hook {hook['id']} is not pinned"
+        assert (Path(sys.executable).parent / tool).is_file(), f"{tool} is not in the venv"
