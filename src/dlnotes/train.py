@@ -5,13 +5,18 @@ Usage:
         [--epochs N] [--batch-size B] [--levels 4,6,3,2] [--width 64] [--mix cutmix] …
         [--distribute none|data-parallel] [--dry-run]
 
-Re-running the same command after an interruption — even ``kill -9`` in the middle of an epoch —
-resumes from ``OUT/backup`` and finishes the requested number of epochs; ``OUT/history.csv`` has
-each epoch exactly once. At the end ``OUT/metrics.json`` holds the validation accuracy, where the
-time went (decoding, first epoch with compilation, steady epochs, final evaluation, the whole
-command), the versions, the device and the dataset's size. ``--dry-run`` prints the resolved
-configuration as JSON and exits. Works on every Keras backend (``KERAS_BACKEND=jax`` on a GPU
-machine without TensorFlow).
+Re-running the same command after an interruption — even ``kill -9`` at any instant, checkpoint
+writes included — resumes from ``OUT/backup`` after the last finished epoch and finishes the
+requested number of epochs; ``OUT/history.csv`` has each epoch exactly once and
+``OUT/best.weights.h5`` stays the best epoch's weights (see :class:`dlnotes.training.RunBackup`).
+One trainer at a time may use ``OUT`` (a second one is refused); the settings (``config.json``) and
+the data (``dataset.json``: class ids and a fingerprint of the files) are checked before anything
+is written, and resuming with others is refused. A full disk stops the run with an error and the
+same command resumes once there is room. At the end ``OUT/metrics.json`` holds the validation
+accuracy, where the time went (decoding, first epoch with compilation, steady epochs, final
+evaluation, the whole command), the versions, the device and the dataset's size. ``--dry-run``
+prints the resolved configuration as JSON and exits. Works on every Keras backend
+(``KERAS_BACKEND=jax`` on a GPU machine without TensorFlow).
 """
 
 from __future__ import annotations
