@@ -25,6 +25,7 @@ import json
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -34,8 +35,8 @@ try:
 except ImportError:  # pragma: no cover - Windows has no flock; folders are then not locked
     fcntl = None  # type: ignore[assignment]
 
-# File systems without flock (some network and FUSE mounts) answer with one of these.
-_LOCKS_UNSUPPORTED = {errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL}
+# File systems without flock on folders (some network and FUSE mounts) answer with one of these.
+_LOCKS_UNSUPPORTED = {errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL, errno.EBADF}
 
 
 class FolderInUse(OSError):
@@ -115,9 +116,10 @@ def locked_folder(folder: str | os.PathLike[str], *, what: str = "process") -> I
         raise OSError(
             error.errno, f"could not create the folder {folder}: {error.strerror or error}"
         ) from error
-    fd = os.open(folder, os.O_RDONLY)
+    fd = _open_folder(folder)
     try:
-        _lock(fd, folder, what)
+        if fd is not None:
+            _lock(fd, folder, what)
         yield folder
     except BaseException:
         for path in created:  # innermost first
@@ -125,7 +127,30 @@ def locked_folder(folder: str | os.PathLike[str], *, what: str = "process") -> I
                 path.rmdir()  # only if empty
         raise
     finally:
-        os.close(fd)  # releases the lock
+        if fd is not None:
+            os.close(fd)  # releases the lock
+
+
+def _open_folder(path: Path) -> int | None:
+    """A descriptor to lock ``path`` with, or None where there are no locks (Windows)."""
+    return os.open(path, os.O_RDONLY) if fcntl is not None else None
+
+
+def _lock_for_a_moment(fd: int | None) -> None:
+    """Lock a parent folder that other processes only lock for a moment (wait at most 10 s)."""
+    if fd is None:  # pragma: no cover
+        return
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                return  # go on unlocked rather than hang
+            time.sleep(0.01)
+        except OSError:  # no locks on this file system
+            return
 
 
 @contextlib.contextmanager
@@ -146,28 +171,30 @@ def staging_folder(parent: str | os.PathLike[str], prefix: str) -> Iterator[Path
     """
     parent = Path(parent)
     parent.mkdir(parents=True, exist_ok=True)
-    parent_fd = os.open(parent, os.O_RDONLY)
+    parent_fd = _open_folder(parent)
     try:
-        if fcntl is not None:
-            with contextlib.suppress(OSError):
-                fcntl.flock(parent_fd, fcntl.LOCK_EX)
+        _lock_for_a_moment(parent_fd)
         staging = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
-        fd = os.open(staging, os.O_RDONLY)
-        _lock(fd, staging, "process")
+        fd = _open_folder(staging)
+        if fd is not None:
+            _lock(fd, staging, "process")
     finally:
-        os.close(parent_fd)
+        if parent_fd is not None:
+            os.close(parent_fd)
     try:
         yield staging
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-        os.close(fd)
+        if fd is not None:
+            os.close(fd)
 
 
 def remove_abandoned(parent: str | os.PathLike[str], pattern: str) -> list[Path]:
     """Delete the temporary folders matching ``pattern`` in ``parent`` that no process uses.
 
     Only folders made by :func:`staging_folder` whose lock can be taken are removed — their
-    process has died; those in use by a running process are left alone.
+    process has died; those in use by a running process are left alone (and nothing is removed
+    where the file system has no locks).
 
     Args:
         parent: The folder to look in (missing is fine).
@@ -177,14 +204,12 @@ def remove_abandoned(parent: str | os.PathLike[str], pattern: str) -> list[Path]
         The folders removed.
     """
     parent = Path(parent)
-    if not parent.is_dir():
+    if not parent.is_dir() or fcntl is None:
         return []
     removed = []
     parent_fd = os.open(parent, os.O_RDONLY)
     try:
-        if fcntl is not None:
-            with contextlib.suppress(OSError):
-                fcntl.flock(parent_fd, fcntl.LOCK_EX)
+        _lock_for_a_moment(parent_fd)
         for path in sorted(parent.glob(pattern)):
             if not path.is_dir() or path.is_symlink():
                 continue
