@@ -359,12 +359,12 @@ def test_a_run_folder_refuses_other_classes_and_files(tiny_imagenet: Path, tmp_p
     config = train.TrainConfig.for_profile("smoke", max_train_per_class=5)
     files = train.dataset_files(tiny_imagenet, config)
     train.check_run_folder(tmp_path, config, files)  # a new folder
-    record = {"class_ids": files.class_ids, "fingerprint": files.fingerprint()}
+    record = {"class_ids": files.class_ids, "fingerprint": files.fingerprint}
     (tmp_path / "dataset.json").write_text(json.dumps(record))
     train.check_run_folder(tmp_path, config, files)  # the same data
     moved = tmp_path / "moved"
     shutil.copytree(tiny_imagenet, moved)
-    assert train.dataset_files(moved, config).fingerprint() == files.fingerprint()
+    assert train.dataset_files(moved, config).fingerprint == files.fingerprint
     fewer = train.dataset_files(tiny_imagenet, dataclasses.replace(config, max_train_per_class=4))
     with pytest.raises(ValueError, match="holds a run trained on other data"):
         train.check_run_folder(tmp_path, config, fewer)
