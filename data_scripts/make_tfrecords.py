@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
             num_shards=args.num_shards,
             compression=args.compression,
         )
-    except (FileNotFoundError, ValueError) as error:
+    except (OSError, ValueError) as error:  # OSError: e.g. --out-dir is a file, a full disk
         print(f"error: {error}", file=sys.stderr)
         return 1
     mib = sum(s.stat().st_size for s in shards) / 2**20

@@ -41,6 +41,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if not 0 <= args.threshold <= 1:
             raise ValueError(f"--threshold must be in [0, 1], got {args.threshold}")
+        if args.batch_size < 1 or args.input_size < 1:
+            raise ValueError(
+                f"--batch-size and --input-size must be positive, got {args.batch_size} and "
+                f"{args.input_size}"
+            )
         split = data.read_split(root, args.split)
         indices = hub.class_logit_indices(split.class_ids)
         classifier = (
@@ -58,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
         kept = hub.write_manifest(
             args.out, split.paths, labels, confidence, split.class_ids, threshold=args.threshold
         )
-    except (FileNotFoundError, ValueError, paths.PretrainedUnavailable) as error:
+    except (OSError, ValueError, paths.PretrainedUnavailable) as error:  # bad images are named
         print(f"error: {error}", file=sys.stderr)
         return 1
     print(

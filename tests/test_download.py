@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import signal
 import subprocess
 import sys
 import zipfile
@@ -177,3 +178,52 @@ def test_archive_source_defaults_and_mirror(monkeypatch: pytest.MonkeyPatch) -> 
 def test_error_messages_name_the_download_command(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="run dlnotes-download"):
         data.read_class_ids(tmp_path)
+
+
+# Extracts 20 entries of the archive, then SIGKILLs its own process (a kill mid-extraction).
+KILLED_DURING_EXTRACTION = """
+import os, signal, sys, zipfile
+from dlnotes import download
+
+def extract_some_then_die(self, path, members=None, pwd=None):
+    for member in members[:20]:
+        self.extract(member, path)
+    os.kill(os.getpid(), signal.SIGKILL)
+
+zipfile.ZipFile.extractall = extract_some_then_die
+sys.exit(download.main(sys.argv[1:]))
+"""
+
+
+def test_a_run_killed_during_extraction_is_cleaned_up_by_the_next(
+    server: ArchiveServer, archive_bytes: bytes, tmp_path: Path
+) -> None:
+    server.files["/tiny.zip"] = archive_bytes
+    root = tmp_path / "tiny-imagenet-200"
+    args = ("--url", server.url("/tiny.zip"), "--md5", md5(archive_bytes), "--dest", str(root))
+    killed = subprocess.run(
+        [sys.executable, "-c", KILLED_DURING_EXTRACTION, *args], capture_output=True, timeout=600
+    )
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    (left,) = tmp_path.glob(".tiny-imagenet-200.partial-*")
+    assert any(path.is_file() for path in left.rglob("*"))  # half extracted
+    assert not root.exists()
+    again = run_script(SCRIPT, *args)
+    assert again.returncode == 0, again.stderr
+    assert download.is_prepared(root)
+    assert not list(tmp_path.glob(".tiny-imagenet-200.partial-*"))
+    assert server.requests == ["/tiny.zip"]  # the verified archive was kept
+
+
+def test_a_destination_that_is_a_file_is_a_clear_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    a_file = tmp_path / "file"
+    a_file.write_text("mine")
+    for dest, message in [(a_file, "is a file, not a folder"), (a_file / "tiny", "error: ")]:
+        code = download.main(
+            ["--url", "http://127.0.0.1:9/x.zip", "--md5", "0" * 32, "--dest", str(dest)]
+        )
+        error = capsys.readouterr().err
+        assert code == 1 and message in error and "Traceback" not in error, error
+    assert a_file.read_text() == "mine"

@@ -122,6 +122,26 @@ def test_cli_errors(tiny_imagenet: Path, tmp_path: Path) -> None:
     assert bad.returncode == 1 and "--threshold must be in [0, 1]" in bad.stderr
 
 
+def test_cli_names_truncated_and_empty_images(
+    standin: Path, tiny_imagenet_copy: Path, tmp_path: Path
+) -> None:
+    test_images = sorted((tiny_imagenet_copy / "test" / "images").iterdir())
+    truncated, empty = test_images[3], test_images[-1]
+    truncated.write_bytes(truncated.read_bytes()[:300])
+    empty.write_bytes(b"")
+    out = tmp_path / "labels.csv"
+    result = run_script(
+        REPO / "data_scripts" / "pseudo_label.py",
+        *("--data-dir", tiny_imagenet_copy, "--split", "test", "--model", standin, "--out", out),
+        *("--input-size", SMALL_INPUT),
+    )
+    assert result.returncode == 1
+    assert "2 unreadable image file(s)" in result.stderr
+    assert str(truncated) in result.stderr and str(empty) in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not out.exists()
+
+
 def test_manifest_writer_checks_its_input(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"threshold must be in \[0, 1\]"):
         hub.write_manifest(

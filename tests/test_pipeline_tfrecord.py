@@ -254,6 +254,40 @@ def test_make_tfrecords_script(tiny_imagenet: Path, tmp_path: Path) -> None:
     assert len(tfrecord.shard_files(tmp_path, "val")) == 2
     bad = run_script(script, "--data-dir", tmp_path / "missing", *arguments)
     assert bad.returncode == 1 and "not a Tiny ImageNet root" in bad.stderr
+    assert "Traceback" not in bad.stderr
+
+    # What an older run with another count and a killed run leave behind, next to another split.
+    (tmp_path / "val-00003-of-00016.tfrecord").write_bytes(b"old")
+    (tmp_path / "val-00001-of-00004.tfrecord.partial").write_bytes(b"half")
+    (tmp_path / "train-00000-of-00001.tfrecord").write_bytes(b"another split")
+    with pytest.raises(ValueError, match=r"more than one set of 'val' shards"):
+        tfrecord.shard_files(tmp_path, "val")
+    again = run_script(script, "--data-dir", tiny_imagenet, *arguments[:-1], "3")
+    assert again.returncode == 0, again.stderr
+    shards = tfrecord.shard_files(tmp_path, "val")
+    assert (
+        sorted(p.name for p in tmp_path.glob("val*"))
+        == [s.name for s in shards]
+        == [f"val-{i:05d}-of-00003.tfrecord" for i in range(3)]
+    )
+    records = sum(1 for _ in tfrecord.read_shards(shards))
+    assert records == len(data.read_split(tiny_imagenet, "val").paths)
+    assert (tmp_path / "train-00000-of-00001.tfrecord").read_bytes() == b"another split"
+
+
+def test_shard_files_refuses_an_incomplete_set(tiny_imagenet: Path, tmp_path: Path) -> None:
+    files, labels, class_ids = data.read_split(tiny_imagenet, "val")
+    shards = tfrecord.write_shards(
+        files[:20], labels[:20], class_ids, tmp_path, prefix="val", num_shards=4, progress=False
+    )
+    shards[2].unlink()  # e.g. a run killed while it moved the new set into place
+    with pytest.raises(ValueError, match="holds 3 of the 4 'val' shards"):
+        tfrecord.shard_files(tmp_path, "val")
+    assert tfrecord.shard_files(tmp_path / "missing", "val") == []
+    a_file = tmp_path / "file"
+    a_file.write_text("mine")
+    with pytest.raises(ValueError, match="is a file, not a folder"):
+        tfrecord.write_shards(files[:2], labels[:2], class_ids, a_file, prefix="v", num_shards=1)
 
 
 def test_pipeline_benchmark_prints_five_rates(tiny_imagenet: Path) -> None:

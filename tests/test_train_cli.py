@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
+import re
+import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -82,40 +84,173 @@ def test_run_folder_contents(smoke_run) -> None:
     assert any((out_dir / "tensorboard").rglob("*tfevents*"))
 
 
+def run_killed(command: list[str], point: str) -> subprocess.CompletedProcess[str]:
+    """Run the trainer with the test hook that makes it SIGKILL itself at ``point``."""
+    environment = {**os.environ, training.KILL_POINT_ENV: point}
+    result = subprocess.run(command, capture_output=True, text=True, timeout=900, env=environment)
+    assert result.returncode == -signal.SIGKILL, result.stdout[-3000:] + result.stderr[-3000:]
+    return result
+
+
+def folder_state(folder: Path) -> dict[str, tuple[int, int]]:
+    """Size and modification time of every file under ``folder``."""
+    return {
+        str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns)
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
+
+
 @pytest.mark.slow
-def test_resumes_after_sigkill_without_losing_or_repeating_epochs(
+def test_kills_at_checkpoint_writes_a_second_trainer_and_other_data(
     tiny_imagenet: Path, tmp_path: Path
 ) -> None:
-    command = train_command(tiny_imagenet, tmp_path, *TINY, "--epochs", "5")
-    log = tmp_path / "history.csv"
-    process = subprocess.Popen(
-        command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    out_dir = tmp_path / "run"
+    command = train_command(tiny_imagenet, out_dir, *TINY, "--epochs", "2")
+    backup = out_dir / "backup"
+    staged = backup / training.STAGED_WEIGHTS
+
+    # 1. Killed while the first backup is written: the file is cut to what such a kill leaves.
+    run_killed(command, "staged:0")
+    staged.write_bytes(b"")
+    assert not (backup / training.BACKUP_METADATA).exists()
+
+    # 2. The same command starts again from the first epoch. A second trainer on the folder is
+    # refused at once; the first goes on until it is killed while it rewrites the backup after
+    # its second epoch (the file cut to 96 bytes, as in the issue).
+    first = subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, training.KILL_POINT_ENV: "staged:1"},
     )
-    deadline = time.monotonic() + 600
-    while time.monotonic() < deadline and process.poll() is None:
-        if log.is_file() and len(log.read_text().splitlines()) >= 3:  # header + 2 epochs
-            time.sleep(0.3)  # into the next epoch
-            break
+    first.stdout.readline()  # printed once the trainer holds the folder's lock
+    second = run_train(tiny_imagenet, out_dir, *TINY, "--epochs", "2")
+    stdout, stderr = first.communicate(timeout=900)
+    assert second.returncode == 1, second.stdout[-3000:] + second.stderr[-3000:]
+    assert f"{out_dir} is in use by another trainer" in second.stderr
+    assert "Traceback" not in second.stderr
+    assert first.returncode == -signal.SIGKILL, stdout[-3000:] + stderr[-3000:]
+    assert "resuming" not in stdout
+    staged.write_bytes(staged.read_bytes()[:96])
+    assert json.loads((backup / training.BACKUP_METADATA).read_text())["epoch"] == 1
+
+    # 3. Resumes after the last finished epoch; each epoch is logged exactly once.
+    resumed = subprocess.run(command, capture_output=True, text=True, timeout=900)
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    assert "resuming after epoch 1 of 2" in resumed.stdout
+    assert training.read_log(out_dir / "history.csv")["epoch"] == [0.0, 1.0]
+    metrics = json.loads((out_dir / "metrics.json").read_text())
+    assert metrics["epochs_completed"] == 2
+    assert sorted(p.name for p in backup.iterdir()) == [
+        training.BACKUP_WEIGHTS,
+        training.BACKUP_METADATA,
+    ]
+    assert not list(out_dir.glob("*.partial"))
+
+    # 4. The best checkpoint scores the best validation accuracy of the log (±1 image).
+    from dlnotes import train
+
+    model = train.load_trained_model(out_dir)
+    val = data.read_split(tiny_imagenet, "val")
+    predictions = np.argmax(model.predict(data.load_images(val.paths), verbose=0), axis=1)
+    accuracy = float(np.mean(predictions == val.labels))
+    assert accuracy == pytest.approx(metrics["best_val_top1"], abs=1.01 / len(val.paths))
+
+    # 5. Other data (one validation image changed) is refused before anything is written.
+    other = tmp_path / "other-data"
+    shutil.copytree(tiny_imagenet, other)
+    victim = Path(data.read_split(other, "val").paths[0])
+    victim.write_bytes(victim.read_bytes() + b"\0")
+    before = folder_state(out_dir)
+    refused = run_train(other, out_dir, *TINY, "--epochs", "2")
+    assert refused.returncode == 1
+    assert "holds a run trained on other data" in refused.stderr
+    assert "Traceback" not in refused.stderr
+    assert folder_state(out_dir) == before
+
+
+# Runs inside a private mount namespace: the run folder lives on a 64 MiB tmpfs, which is filled
+# up once the first epoch is committed, then emptied again.
+DISK_FULL_DRIVER = """
+import json, os, shutil, subprocess, sys, time
+from pathlib import Path
+
+mount, logs, command = Path(sys.argv[1]), Path(sys.argv[2]), json.loads(sys.argv[3])
+subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(mount)], check=True)
+run_dir = mount / "run"
+with open(logs / "first.out", "w") as out, open(logs / "first.err", "w") as err:
+    first = subprocess.Popen(command, stdout=out, stderr=err)
+    while first.poll() is None and not (run_dir / "backup" / "training_metadata.json").is_file():
         time.sleep(0.05)
-    assert process.poll() is None, "training finished before it could be interrupted"
-    os.killpg(process.pid, signal.SIGKILL)
-    process.wait()
-    assert process.returncode == -signal.SIGKILL
-    logged_before = len(training.read_log(log)["epoch"])
-    assert logged_before < 5
-    resumed = subprocess.run(command, capture_output=True, text=True, timeout=600)
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
-    assert "resuming after epoch" in resumed.stdout
-    assert training.read_log(log)["epoch"] == [0.0, 1.0, 2.0, 3.0, 4.0]
-    assert json.loads((tmp_path / "metrics.json").read_text())["epochs_completed"] == 5
+    with open(mount / "filler", "wb") as filler:  # leave 128 KiB, less than a checkpoint
+        os.posix_fallocate(filler.fileno(), 0, shutil.disk_usage(mount).free - (1 << 17))
+    first.wait()
+(mount / "filler").unlink()  # make room
+second = subprocess.run(command, capture_output=True, text=True)
+(logs / "result.json").write_text(json.dumps({
+    "first": first.returncode,
+    "second": [second.returncode, second.stdout, second.stderr],
+    "history": (run_dir / "history.csv").read_text(),
+}))
+"""
+
+
+def mount_namespace(probe_dir: Path) -> list[str] | None:
+    """The ``unshare`` prefix that lets a command mount a tmpfs here, or None."""
+    candidates = [["unshare", "-m"]] if os.geteuid() == 0 else []
+    candidates.append(["unshare", "-Urm"])  # unprivileged user namespaces
+    for prefix in candidates:
+        probe = [*prefix, "mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(probe_dir)]
+        try:
+            if subprocess.run(probe, capture_output=True, timeout=60).returncode == 0:
+                return prefix
+        except (FileNotFoundError, subprocess.TimeoutExpired):
+            return None
+    return None
 
 
 @pytest.mark.slow
-def test_a_run_folder_refuses_other_settings(tiny_imagenet: Path, tmp_path: Path) -> None:
-    (tmp_path / "config.json").write_text(json.dumps({"epochs": 99}))
-    result = run_train(tiny_imagenet, tmp_path, *TINY, "--epochs", "1")
-    assert result.returncode == 1
-    assert "holds a run with different settings" in result.stderr
+def test_a_full_disk_is_reported_and_the_run_resumes_once_there_is_room(
+    tiny_imagenet: Path, tmp_path: Path
+) -> None:
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    prefix = mount_namespace(mount)
+    if prefix is None:
+        pytest.skip("cannot mount a tmpfs here (needs root or unprivileged user namespaces)")
+    command = train_command(tiny_imagenet, mount / "run", *TINY, "--epochs", "3")
+    driver = subprocess.Popen(
+        [
+            *prefix,
+            sys.executable,
+            "-c",
+            DISK_FULL_DRIVER,
+            str(mount),
+            str(tmp_path),
+            json.dumps(command),
+        ],
+        start_new_session=True,
+    )
+    try:
+        assert driver.wait(timeout=1200) == 0
+    finally:
+        if driver.poll() is None:
+            os.killpg(driver.pid, signal.SIGKILL)
+    result = json.loads((tmp_path / "result.json").read_text())
+    first_error = (tmp_path / "first.err").read_text()
+    assert result["first"] == 1, first_error[-3000:]  # an error, not a crash (-11: SIGSEGV)
+    # The disk is filled during the second epoch (or, on a slow machine, the third).
+    folder = re.escape(str(mount / "run"))
+    assert re.search(rf"no room for the checkpoints of epoch [23] in {folder}:", first_error)
+    assert "run the same command again" in first_error
+    assert "Traceback" not in first_error and "Exception ignored" not in first_error
+    returncode, stdout, stderr = result["second"]
+    assert returncode == 0, stdout[-3000:] + stderr[-3000:]
+    assert re.search(r"resuming after epoch [12] of 3", stdout)
+    epochs = [line.split(",")[0] for line in result["history"].splitlines()[1:]]
+    assert epochs == ["0", "1", "2"]
 
 
 @pytest.mark.slow
@@ -167,13 +302,70 @@ def test_keras_data_parallel_on_two_jax_cpu_devices(tiny_imagenet: Path, tmp_pat
     assert 0 <= metrics["val_top1_single_view"] <= 1
 
 
-def test_bad_arguments_are_reported(tiny_imagenet: Path, tmp_path: Path) -> None:
-    bad_levels = run_train(tiny_imagenet, tmp_path, "--levels", "4,x")
-    assert bad_levels.returncode == 2 and "comma-separated integers" in bad_levels.stderr
-    too_big = run_train(
-        tiny_imagenet, tmp_path / "b", *TINY[:-2], "--batch-size", "5000", "--epochs", "1"
+def test_user_errors_are_reported_and_leave_nothing_behind(
+    tiny_imagenet: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from dlnotes import train
+
+    def main(out_dir: Path, *extra: str) -> tuple[int, str]:
+        arguments = ["--data-dir", str(tiny_imagenet), "--out-dir", str(out_dir)]
+        code = train.main([*arguments, "--profile", "smoke", *extra])
+        return code, capsys.readouterr().err
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(tmp_path / "run", "--levels", "4,x")
+    assert exit_info.value.code == 2 and "comma-separated integers" in capsys.readouterr().err
+    for extra, message in [
+        (["--epochs", "0"], "invalid epochs: 0"),
+        (["--batch-size", "0"], "invalid batch_size: 0"),
+        ([*TINY[:-2], "--batch-size", "5000", "--epochs", "1"], "larger than the 300 training"),
+        (["--data-dir", str(tmp_path / "nowhere")], "not a Tiny ImageNet root"),
+    ]:
+        code, error = main(tmp_path / "new" / "run", *extra)
+        assert code == 1 and message in error, error
+        assert not (tmp_path / "new").exists()  # so the corrected command is not refused
+    a_file = tmp_path / "file"
+    a_file.write_text("mine")
+    for out_dir, message in [(a_file, "is a file, not a folder"), (a_file / "run", "could not")]:
+        code, error = main(out_dir, *TINY, "--epochs", "1")
+        assert code == 1 and message in error, error
+    assert a_file.read_text() == "mine"
+
+
+def test_a_run_folder_refuses_other_settings(
+    tiny_imagenet: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from dlnotes import train
+
+    (tmp_path / "config.json").write_text(json.dumps({"epochs": 99}))
+    before = folder_state(tmp_path)
+    code = train.main(
+        ["--data-dir", str(tiny_imagenet), "--out-dir", str(tmp_path), *TINY, "--epochs", "1"]
     )
-    assert too_big.returncode == 1 and "larger than the 300 training images" in too_big.stderr
+    assert code == 1
+    assert "holds a run with different settings" in capsys.readouterr().err
+    assert folder_state(tmp_path) == before
+
+
+def test_a_run_folder_refuses_other_classes_and_files(tiny_imagenet: Path, tmp_path: Path) -> None:
+    from dlnotes import train
+
+    config = train.TrainConfig.for_profile("smoke", max_train_per_class=5)
+    files = train.dataset_files(tiny_imagenet, config)
+    train.check_run_folder(tmp_path, config, files)  # a new folder
+    record = {"class_ids": files.class_ids, "fingerprint": files.fingerprint}
+    (tmp_path / "dataset.json").write_text(json.dumps(record))
+    train.check_run_folder(tmp_path, config, files)  # the same data
+    moved = tmp_path / "moved"
+    shutil.copytree(tiny_imagenet, moved)
+    assert train.dataset_files(moved, config).fingerprint == files.fingerprint
+    fewer = train.dataset_files(tiny_imagenet, dataclasses.replace(config, max_train_per_class=4))
+    with pytest.raises(ValueError, match="holds a run trained on other data"):
+        train.check_run_folder(tmp_path, config, fewer)
+    (tmp_path / "dataset.json").write_text(json.dumps({**record, "class_ids": ["n00000000"]}))
+    other_classes = r"trained on other classes .*\(1 classes from \['n00000000'\]"
+    with pytest.raises(ValueError, match=other_classes):
+        train.check_run_folder(tmp_path, config, files)
 
 
 @pytest.mark.slow

@@ -141,8 +141,12 @@ def test_peak_flops() -> None:
 
 
 def test_callbacks(tmp_path: Path) -> None:
-    kinds = [type(c).__name__ for c in training.training_callbacks(tmp_path)]
-    assert kinds == ["ModelCheckpoint", "CSVLogger", "BackupAndRestore", "TensorBoard"]
+    callbacks = training.training_callbacks(tmp_path)
+    kinds = [type(c).__name__ for c in callbacks]
+    assert kinds == ["FreeSpaceCheck", "ModelCheckpoint", "CSVLogger", "RunBackup", "TensorBoard"]
+    assert isinstance(callbacks[3], keras.callbacks.BackupAndRestore)
+    assert callbacks[1].filepath == str(tmp_path / "backup" / training.STAGED_BEST)
+    assert callbacks[3].best_checkpoint is callbacks[1]
 
 
 def test_sanity_checks_and_throughput_on_a_tiny_model() -> None:

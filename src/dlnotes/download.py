@@ -5,7 +5,8 @@
   checksum does not match (so an interrupted run recovers on the next try).
 * Nothing is extracted before the checksum matches. Extraction goes to a temporary folder next to
   the destination and is renamed into place only once complete, so the destination either holds
-  the whole dataset or does not exist.
+  the whole dataset or does not exist. The temporary folder of an extraction that was killed is
+  removed by the next run (:func:`dlnotes.storage.remove_abandoned`).
 * Archive entries that would land outside the destination (absolute paths, ``..``) are refused.
 * A second run finds the dataset and does nothing, not even a network request.
 
@@ -19,9 +20,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import sys
-import tempfile
 import urllib.error
 import zipfile
 from pathlib import Path, PurePosixPath
@@ -160,12 +159,15 @@ def extract_archive(archive_path: str | os.PathLike[str], root: str | os.PathLik
         DownloadError: If the file is not a zip archive, lacks ``wnids.txt`` in its top folder,
             or has entries that escape the destination. Nothing is left behind in that case.
     """
+    from dlnotes import storage
+
     archive_path, root = Path(archive_path), Path(root).expanduser().resolve()
     if root.exists():
         raise FileExistsError(f"destination exists already: {root}")
     root.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{root.name}.partial-", dir=root.parent))
-    try:
+    # Folders left by extractions that were killed; those of running extractions stay.
+    storage.remove_abandoned(root.parent, f".{root.name}.partial-*")
+    with storage.staging_folder(root.parent, f".{root.name}.partial-") as staging:
         try:
             with zipfile.ZipFile(archive_path) as archive:
                 members = _check_members(archive, archive_path)
@@ -181,8 +183,6 @@ def extract_archive(archive_path: str | os.PathLike[str], root: str | os.PathLik
                 f"{ARCHIVE_TOP_FOLDER}/wnids.txt inside"
             )
         os.replace(extracted, root)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     return root
 
 
@@ -211,6 +211,8 @@ def prepare_tiny_imagenet(
     root = Path(root).expanduser().resolve()
     if is_prepared(root):
         return root
+    if root.exists() and not root.is_dir():
+        raise DownloadError(f"{root} is a file, not a folder: choose another destination")
     if root.exists() and any(root.iterdir()):
         raise DownloadError(
             f"{root} exists but holds no wnids.txt: it is not a Tiny ImageNet root. Move it away "
@@ -261,7 +263,7 @@ def main(argv: list[str] | None = None) -> int:
         url, md5 = args.url or url, args.md5 or md5
         runtime.import_quietly("keras")
         root = prepare_tiny_imagenet(root, url=url, md5=md5)
-    except (DownloadError, ValueError, FileExistsError) as error:
+    except (DownloadError, ValueError, OSError) as error:  # OSError: e.g. a full disk
         print(f"error: {error}", file=sys.stderr)
         return 1
     print(f"Tiny ImageNet is ready at {root}")

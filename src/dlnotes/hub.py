@@ -23,7 +23,6 @@ import hashlib
 import importlib.resources
 import os
 import shutil
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from dlnotes import download, paths, runtime
+from dlnotes import download, paths, runtime, storage
 
 SOURCE_NOTES_HANDLE = "https://tfhub.dev/google/tf2-preview/mobilenet_v2/classification/2"
 """The classifier the source notes used (version 2)."""
@@ -217,12 +216,10 @@ def export_hub_convention_classifier(
     logits = _background_logit_layer()(network(scaled))
     model = keras.Model(images, logits, name="mobilenet_v2_hub_convention")
     path.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.partial-", dir=path.parent))
-    try:
+    storage.remove_abandoned(path.parent, f".{path.name}.partial-*")  # left by killed exports
+    with storage.staging_folder(path.parent, f".{path.name}.partial-") as staging:
         model.export(str(staging / "model"), format="tf_saved_model", verbose=False)
         os.replace(staging / "model", path)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     return path
 
 
@@ -355,11 +352,12 @@ def predict_logits(
         float32 logits ``(len(paths), outputs)``.
 
     Raises:
-        ValueError: For no paths or a bad batch size.
+        ValueError: For no paths or a bad batch size, or naming every image file that cannot
+            be decoded (empty, truncated, not an image).
     """
     from tqdm import tqdm
 
-    from dlnotes import pipeline
+    from dlnotes import data, pipeline
 
     tf = runtime.import_quietly("tensorflow")
     if not paths:
@@ -379,12 +377,21 @@ def predict_logits(
         .prefetch(tf.data.AUTOTUNE)
     )
     batches = -(-len(paths) // batch_size)
-    logits = [
-        np.asarray(classifier(images), dtype=np.float32)
-        for images in tqdm(
-            dataset, total=batches, desc="labelling", unit="batch", disable=not progress
-        )
-    ]
+    try:
+        logits = [
+            np.asarray(classifier(images), dtype=np.float32)
+            for images in tqdm(
+                dataset, total=batches, desc="labelling", unit="batch", disable=not progress
+            )
+        ]
+    except (
+        tf.errors.InvalidArgumentError,
+        tf.errors.NotFoundError,
+        tf.errors.DataLossError,
+    ) as error:
+        # tf.data names no file when a JPEG cannot be decoded: find and name the culprits.
+        data.verify_images(paths)
+        raise ValueError(f"could not decode the images: {error.message}") from error
     return np.concatenate(logits)
 
 
@@ -410,7 +417,8 @@ def predict_split(
         ``(labels, confidence)`` as in :func:`restrict_predictions`.
 
     Raises:
-        ValueError: For no paths or a bad batch size.
+        ValueError: For no paths or a bad batch size, or naming the images that cannot be
+            decoded.
     """
     logits = predict_logits(classifier, paths, batch_size=batch_size, progress=progress)
     return restrict_predictions(logits, indices)

@@ -9,7 +9,9 @@ Each record is a ``tf.train.Example`` with three features:
 
 from __future__ import annotations
 
+import glob
 import os
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -21,6 +23,7 @@ from dlnotes import data, runtime
 tf = runtime.import_quietly("tensorflow")
 
 COMPRESSIONS = ("", "GZIP", "ZLIB")
+SUFFIXES = {"": ".tfrecord", "GZIP": ".tfrecord.gz", "ZLIB": ".tfrecord.zz"}
 FEATURES = {
     "image": tf.io.FixedLenFeature([], tf.string),
     "label": tf.io.FixedLenFeature([], tf.int64),
@@ -73,8 +76,11 @@ def write_shards(
     """Write images into ``num_shards`` TFRecord files ``{prefix}-00000-of-000NN.tfrecord[.gz]``.
 
     Every image is verified first (:func:`dlnotes.data.verify_images`), so a broken file stops the
-    job before anything is written. Each shard is written under a temporary name and renamed when
-    complete: an interrupted run never leaves a shard that looks finished.
+    job before anything is written. The shards are written under temporary names (``.partial``)
+    and renamed only once all are complete, after the earlier shards of ``prefix`` (any count, any
+    compression) and partial files left by a killed run have been deleted: the folder ends up
+    with exactly one set, and an interrupted run never leaves a set that looks complete
+    (:func:`shard_files` refuses a mixture).
 
     Args:
         paths: Image files.
@@ -99,28 +105,37 @@ def write_shards(
         raise ValueError(f"num_shards must be between 1 and {len(paths)}, got {num_shards}")
     if labels is not None and len(labels) != len(paths):
         raise ValueError(f"got {len(labels)} labels for {len(paths)} paths")
-    data.verify_images(paths)
     out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ValueError(f"{out_dir} is a file, not a folder for the shards")
+    data.verify_images(paths)
     out_dir.mkdir(parents=True, exist_ok=True)
-    suffix = {"": ".tfrecord", "GZIP": ".tfrecord.gz", "ZLIB": ".tfrecord.zz"}[compression]
+    for stale in _shards_of(out_dir, prefix, partial=True):  # left by a killed run
+        stale.unlink()
     options = tf.io.TFRecordOptions(compression_type=compression)
-    shards = []
+    shards, partials = [], []
     bar = tqdm(total=len(paths), desc=f"writing {prefix}", unit="img", disable=not progress)
-    for shard, indices in enumerate(np.array_split(np.arange(len(paths)), num_shards)):
-        final = out_dir / f"{prefix}-{shard:05d}-of-{num_shards:05d}{suffix}"
-        partial = final.with_name(final.name + ".partial")
-        try:
+    try:
+        for shard, indices in enumerate(np.array_split(np.arange(len(paths)), num_shards)):
+            final = out_dir / f"{prefix}-{shard:05d}-of-{num_shards:05d}{SUFFIXES[compression]}"
+            partial = final.with_name(final.name + ".partial")
+            partials.append(partial)
             with tf.io.TFRecordWriter(str(partial), options) as writer:
                 for index in indices:
                     label = -1 if labels is None else int(labels[index])
                     wnid = "" if labels is None else class_ids[label]
                     writer.write(serialize_example(Path(paths[index]).read_bytes(), label, wnid))
                     bar.update(1)
+            shards.append(final)
+        # The new set replaces every earlier shard of this prefix, whatever its count.
+        for old in _shards_of(out_dir, prefix):
+            old.unlink()
+        for partial, final in zip(partials, shards, strict=True):
             os.replace(partial, final)
-        finally:
+    finally:
+        bar.close()
+        for partial in partials:
             partial.unlink(missing_ok=True)
-        shards.append(final)
-    bar.close()
     return shards
 
 
@@ -196,10 +211,56 @@ def image_label_dataset(
     return records.map(decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
 
 
-def shard_files(out_dir: str | os.PathLike[str], prefix: str) -> list[Path]:
-    """List the completed shards of ``prefix`` in ``out_dir`` (partial files are ignored)."""
-    return sorted(
-        p
-        for p in Path(out_dir).glob(f"{prefix}-*-of-*.tfrecord*")
-        if not p.name.endswith(".partial")
+def _shard_name(prefix: str) -> re.Pattern[str]:
+    return re.compile(
+        rf"{re.escape(prefix)}-(\d{{5}})-of-(\d{{5}})(\.tfrecord(?:\.gz|\.zz)?)(\.partial)?"
     )
+
+
+def _shards_of(out_dir: Path, prefix: str, *, partial: bool = False) -> list[Path]:
+    """The shard files of ``prefix`` in ``out_dir``: complete ones, or else the partial ones."""
+    pattern = _shard_name(prefix)
+    found = []
+    for path in out_dir.glob(f"{glob.escape(prefix)}-*"):
+        match = pattern.fullmatch(path.name)
+        if match is not None and bool(match.group(4)) == partial:
+            found.append(path)
+    return sorted(found)
+
+
+def shard_files(out_dir: str | os.PathLike[str], prefix: str) -> list[Path]:
+    """List the complete shard set of ``prefix`` in ``out_dir`` (partial files are ignored).
+
+    Args:
+        out_dir: Folder of the shards.
+        prefix: File name prefix, e.g. ``"train"``.
+
+    Returns:
+        ``{prefix}-00000-of-000NN…`` to ``{prefix}-000NN-1-of-000NN…``, in order; empty if there
+        are none.
+
+    Raises:
+        ValueError: If the folder holds shards of several sets (other counts or compressions)
+            or an incomplete set, e.g. left by an interrupted or older run: reading them would
+            give a wrong dataset. Running the writer again fixes it.
+    """
+    pattern = _shard_name(prefix)
+    files = _shards_of(Path(out_dir), prefix)
+    sets: dict[tuple[str, str], list[int]] = {}
+    for path in files:
+        match = pattern.fullmatch(path.name)
+        assert match is not None
+        sets.setdefault((match.group(2), match.group(3)), []).append(int(match.group(1)))
+    if len(sets) > 1:
+        described = ", ".join(f"{len(v)} of {int(n)} ({suffix})" for (n, suffix), v in sets.items())
+        raise ValueError(
+            f"{out_dir} holds more than one set of {prefix!r} shards ({described}); write them "
+            "again to keep one"
+        )
+    for (count, suffix), numbers in sets.items():
+        if sorted(numbers) != list(range(int(count))):
+            raise ValueError(
+                f"{out_dir} holds {len(numbers)} of the {int(count)} {prefix!r} shards "
+                f"({suffix}): the set is incomplete; write it again"
+            )
+    return files

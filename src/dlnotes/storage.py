@@ -1,0 +1,229 @@
+"""Crash-safe files: atomic replacement, one writer per folder, and what a killed process left.
+
+A process can die at any instant (``kill -9``, the out-of-memory killer, a preempted machine), and a
+disk can fill up in the middle of a write. The course's tools therefore follow three rules:
+
+* **Write, then rename.** A file is written under a temporary name in its final folder and moved
+  into place with :func:`os.replace`, which is atomic on POSIX file systems: a reader sees the old
+  file or the new one, never half of one (:func:`write_text`, :func:`write_json`).
+* **One writer per folder.** :func:`locked_folder` holds an exclusive ``fcntl.flock`` on the folder
+  itself while a tool writes into it. The kernel releases the lock when the process dies, however
+  it dies, so a killed run never leaves the folder locked, and no lock file is left behind.
+* **Clean up after the dead, never after the living.** A temporary folder is locked while it is
+  in use (:func:`staging_folder`); :func:`remove_abandoned` deletes only those whose lock it can
+  take, i.e. whose process is gone.
+
+This protects against processes that die, not against a machine that loses power: nothing is
+``fsync``-ed (that would cost a flush of every checkpoint to the disk each epoch).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows has no flock; folders are then not locked
+    fcntl = None  # type: ignore[assignment]
+
+# File systems without flock on folders (some network and FUSE mounts) answer with one of these.
+_LOCKS_UNSUPPORTED = {errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL, errno.EBADF}
+
+
+class FolderInUse(OSError):
+    """Another process holds the folder's lock."""
+
+
+def write_text(path: str | os.PathLike[str], text: str) -> None:
+    """Replace ``path`` by ``text`` atomically: a temporary file in the same folder, then a rename.
+
+    Args:
+        path: The file to write.
+        text: Its new content.
+
+    Raises:
+        OSError: Naming ``path`` when the file cannot be written (e.g. the disk is full); the
+            previous content, if any, is unchanged and no temporary file is left.
+    """
+    path = Path(path)
+    partial = path.with_name(path.name + ".partial")
+    try:
+        partial.write_text(text)
+        os.replace(partial, path)
+    except OSError as error:
+        partial.unlink(missing_ok=True)
+        raise OSError(error.errno, f"could not write {path}: {error.strerror or error}") from error
+
+
+def write_json(path: str | os.PathLike[str], value: Any) -> None:
+    """Write ``value`` as indented JSON to ``path`` atomically (see :func:`write_text`)."""
+    write_text(path, json.dumps(value, indent=2) + "\n")
+
+
+def _lock(fd: int, path: Path, what: str) -> bool:
+    """Take an exclusive lock without waiting; False where the file system has no locks."""
+    if fcntl is None:  # pragma: no cover
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise FolderInUse(
+            f"{path} is in use by another {what}; wait until it ends or use another folder"
+        ) from None
+    except OSError as error:
+        if error.errno in _LOCKS_UNSUPPORTED:
+            return False
+        raise
+    return True
+
+
+@contextlib.contextmanager
+def locked_folder(folder: str | os.PathLike[str], *, what: str = "process") -> Iterator[Path]:
+    """Create ``folder`` if needed and hold an exclusive lock on it while the block runs.
+
+    The lock is a ``flock`` on the folder's own descriptor: nothing is written into the folder,
+    and the kernel releases the lock when the process exits or is killed. If the block raises and
+    the folders created here are still empty, they are removed again, so a command that fails its
+    checks leaves nothing behind. On file systems without locks the block runs unlocked.
+
+    Args:
+        folder: The folder.
+        what: What holds the lock, for the message (e.g. ``"training run"``).
+
+    Yields:
+        The folder.
+
+    Raises:
+        FolderInUse: If another process holds the lock (raised at once, without waiting).
+        OSError: If the folder cannot be created (naming it), e.g. because it is a file.
+    """
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise NotADirectoryError(errno.ENOTDIR, f"{folder} is a file, not a folder")
+    created = [p for p in (folder, *folder.parents) if not p.exists()]
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise OSError(
+            error.errno, f"could not create the folder {folder}: {error.strerror or error}"
+        ) from error
+    fd = _open_folder(folder)
+    try:
+        if fd is not None:
+            _lock(fd, folder, what)
+        yield folder
+    except BaseException:
+        for path in created:  # innermost first
+            with contextlib.suppress(OSError):
+                path.rmdir()  # only if empty
+        raise
+    finally:
+        if fd is not None:
+            os.close(fd)  # releases the lock
+
+
+def _open_folder(path: Path) -> int | None:
+    """A descriptor to lock ``path`` with, or None where there are no locks (Windows)."""
+    return os.open(path, os.O_RDONLY) if fcntl is not None else None
+
+
+def _lock_for_a_moment(fd: int | None) -> None:
+    """Lock a parent folder that other processes only lock for a moment (wait at most 10 s)."""
+    if fd is None:  # pragma: no cover
+        return
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                return  # go on unlocked rather than hang
+            time.sleep(0.01)
+        except OSError:  # no locks on this file system
+            return
+
+
+@contextlib.contextmanager
+def staging_folder(parent: str | os.PathLike[str], prefix: str) -> Iterator[Path]:
+    """A new temporary folder in ``parent``, locked while in use and removed afterwards.
+
+    A process killed while it uses the folder leaves it behind unlocked, and
+    :func:`remove_abandoned` then deletes it. The folder is created under a short lock of
+    ``parent``, so a concurrent :func:`remove_abandoned` cannot take it between its creation
+    and its lock.
+
+    Args:
+        parent: Where to create it (it is created if needed).
+        prefix: Start of its name (a random part follows).
+
+    Yields:
+        The folder.
+    """
+    parent = Path(parent)
+    parent.mkdir(parents=True, exist_ok=True)
+    parent_fd = _open_folder(parent)
+    try:
+        _lock_for_a_moment(parent_fd)
+        staging = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
+        fd = _open_folder(staging)
+        if fd is not None:
+            _lock(fd, staging, "process")
+    finally:
+        if parent_fd is not None:
+            os.close(parent_fd)
+    try:
+        yield staging
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+        if fd is not None:
+            os.close(fd)
+
+
+def remove_abandoned(parent: str | os.PathLike[str], pattern: str) -> list[Path]:
+    """Delete the temporary folders matching ``pattern`` in ``parent`` that no process uses.
+
+    Only folders made by :func:`staging_folder` whose lock can be taken are removed — their
+    process has died; those in use by a running process are left alone (and nothing is removed
+    where the file system has no locks).
+
+    Args:
+        parent: The folder to look in (missing is fine).
+        pattern: A glob, e.g. ``".tiny-imagenet-200.partial-*"``.
+
+    Returns:
+        The folders removed.
+    """
+    parent = Path(parent)
+    if not parent.is_dir() or fcntl is None:
+        return []
+    removed = []
+    parent_fd = os.open(parent, os.O_RDONLY)
+    try:
+        _lock_for_a_moment(parent_fd)
+        for path in sorted(parent.glob(pattern)):
+            if not path.is_dir() or path.is_symlink():
+                continue
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                try:
+                    locked = _lock(fd, path, "process")
+                except FolderInUse:
+                    continue
+                if locked:
+                    shutil.rmtree(path, ignore_errors=True)
+                    removed.append(path)
+            finally:
+                os.close(fd)
+    finally:
+        os.close(parent_fd)
+    return removed

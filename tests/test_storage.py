@@ -1,0 +1,102 @@
+"""Crash-safe files: atomic writes, folder locks, clean-up after killed processes."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from dlnotes import storage
+
+# A process that takes a folder's lock (or a staging folder), says so, then waits to be killed.
+HOLDER = """
+import sys, time
+from pathlib import Path
+from dlnotes import storage
+kind, folder = sys.argv[1], Path(sys.argv[2])
+context = (
+    storage.locked_folder(folder) if kind == "lock"
+    else storage.staging_folder(folder, ".data.partial-")
+)
+with context as held:
+    if kind == "staging":
+        (held / "half-extracted.txt").write_text("x")
+    print(held, flush=True)
+    time.sleep(600)
+"""
+
+
+def _hold_then_kill(kind: str, folder: Path) -> Path:
+    """Start a process holding ``folder``'s lock (or a staging folder in it), SIGKILL it."""
+    process = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, kind, str(folder)], stdout=subprocess.PIPE, text=True
+    )
+    held = Path(process.stdout.readline().strip())
+    assert held.is_dir()
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    process.stdout.close()
+    assert process.returncode == -signal.SIGKILL
+    return held
+
+
+def test_write_json_replaces_atomically_and_names_the_path_on_failure(tmp_path: Path) -> None:
+    target = tmp_path / "metrics.json"
+    storage.write_json(target, {"a": 1})
+    storage.write_json(target, {"a": 2})
+    assert json.loads(target.read_text()) == {"a": 2}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["metrics.json"]
+    missing = tmp_path / "no" / "such" / "folder" / "x.json"
+    with pytest.raises(OSError, match=f"could not write {missing}"):
+        storage.write_json(missing, {})
+
+
+def test_a_second_holder_is_refused_and_a_killed_one_releases_the_lock(tmp_path: Path) -> None:
+    folder = tmp_path / "run"
+    with storage.locked_folder(folder, what="trainer") as held:
+        assert held == folder and folder.is_dir()
+        with (
+            pytest.raises(storage.FolderInUse, match=f"{folder} is in use by another trainer"),
+            storage.locked_folder(folder, what="trainer"),
+        ):
+            pass
+        assert folder.is_dir()  # the refused one removes nothing
+    assert not list(folder.iterdir())  # no lock file
+    _hold_then_kill("lock", folder)
+    with storage.locked_folder(folder):  # the kernel released the dead process's lock
+        pass
+
+
+def test_a_failed_block_removes_the_folders_it_created(tmp_path: Path) -> None:
+    folder = tmp_path / "a" / "b" / "run"
+    with pytest.raises(ValueError, match="bad"), storage.locked_folder(folder):
+        raise ValueError("bad")
+    assert not (tmp_path / "a").exists()
+    kept = tmp_path / "kept"
+    kept.mkdir()
+    with pytest.raises(ValueError), storage.locked_folder(kept):
+        raise ValueError("bad")
+    assert kept.is_dir()  # it existed before
+    a_file = tmp_path / "file"
+    a_file.write_text("mine")
+    with pytest.raises(NotADirectoryError, match="is a file, not a folder"):
+        with storage.locked_folder(a_file):
+            pass
+    with pytest.raises(OSError, match="could not create the folder"):
+        with storage.locked_folder(a_file / "run"):
+            pass
+    assert a_file.read_text() == "mine"
+
+
+def test_only_abandoned_staging_folders_are_removed(tmp_path: Path) -> None:
+    abandoned = _hold_then_kill("staging", tmp_path)
+    assert abandoned.name.startswith(".data.partial-") and abandoned.is_dir()
+    with storage.staging_folder(tmp_path, ".data.partial-") as live:
+        assert storage.remove_abandoned(tmp_path, ".data.partial-*") == [abandoned]
+        assert live.is_dir() and not abandoned.exists()
+    assert not live.exists()
+    assert storage.remove_abandoned(tmp_path / "missing", "*") == []
