@@ -11,8 +11,8 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from conftest import ArchiveServer, dataset_archive, md5, run_script
 
+from conftest import ArchiveServer, dataset_archive, md5, run_script
 from dlnotes import data, download
 
 REPO = Path(__file__).resolve().parents[1]

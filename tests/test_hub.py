@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import ArchiveServer, pretrained_dir, run_script
 
+from conftest import ArchiveServer, pretrained_dir, run_script
 from dlnotes import data, hub, paths, runtime, synthetic
 
 REPO = Path(__file__).resolve().parents[1]

@@ -28,12 +28,14 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 try:
-    import fcntl
+    import fcntl as _fcntl
 except ImportError:  # pragma: no cover - Windows has no flock; folders are then not locked
-    fcntl = None  # type: ignore[assignment]
+    _fcntl = None  # type: ignore[assignment]  # the module or nothing
+fcntl: ModuleType | None = _fcntl
 
 # File systems without flock on folders (some network and FUSE mounts) answer with one of these.
 _LOCKS_UNSUPPORTED = {errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL, errno.EBADF}
@@ -138,7 +140,7 @@ def _open_folder(path: Path) -> int | None:
 
 def _lock_for_a_moment(fd: int | None) -> None:
     """Lock a parent folder that other processes only lock for a moment (wait at most 10 s)."""
-    if fd is None:  # pragma: no cover
+    if fd is None or fcntl is None:  # pragma: no cover
         return
     deadline = time.monotonic() + 10
     while True:
