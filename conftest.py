@@ -34,7 +34,7 @@ import numpy as np
 import pytest
 from nbmake.pytest_items import NotebookFailedException, NotebookItem
 
-from dlnotes import synthetic
+from dlnotes.data import synthetic
 
 REPO_ROOT = Path(__file__).resolve().parent
 MINI_ARCHIVE_ENV = "DLNOTES_MINI_ARCHIVE"

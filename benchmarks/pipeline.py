@@ -4,10 +4,10 @@ Usage:
     python benchmarks/pipeline.py --data-dir ROOT [--runs 3] [--repeat 20] [--batch-size 128]
         [--machine TEXT] [--dataset TEXT] [--write]
 
-See dlnotes.throughput.compare_loaders for what is measured. Prints a table per run with the ratio
-of each loader to the legacy ImageDataGenerator. With --write, the runs are stored in the package
-resource src/dlnotes/resources/pipeline_benchmark.json, the one source of the numbers that the
-input-pipeline chapter plots and the README quotes.
+See dlnotes.data.throughput.compare_loaders for what is measured. Prints a table per run with the
+ratio of each loader to the legacy ImageDataGenerator. With --write, the runs are stored in the
+package resource src/dlnotes/resources/pipeline_benchmark.json, the one source of the numbers that
+the input-pipeline chapter plots and the README quotes.
 """
 
 from __future__ import annotations
@@ -19,7 +19,9 @@ import os
 import platform
 from pathlib import Path
 
-from dlnotes import data, paths, runtime, throughput
+from dlnotes import data, runtime
+from dlnotes.data import throughput
+from dlnotes.runtime import paths
 
 RESULTS = Path(__file__).resolve().parents[1] / "src" / "dlnotes" / throughput.RESULTS_RESOURCE
 

@@ -23,7 +23,7 @@ import time
 
 import numpy as np
 
-from dlnotes import runtime, train
+from dlnotes import runtime, training
 
 
 def measure(
@@ -42,17 +42,17 @@ def measure(
     from dlnotes import models, training
 
     keras.utils.clear_session()
-    config = train.TrainConfig.for_profile(
+    config = training.TrainConfig.for_profile(
         profile, levels=levels, width=width, batch_size=batch_size, mix=mix
     )
-    capability = training.gpu_compute_capability()
+    capability = runtime.gpu_compute_capability()
     policy = training.precision_policy(capability)
     spe = steps_per_execution or (32 if capability is not None else 1)
     rng = np.random.default_rng(0)
-    with train.distribution(distribute) as (replicas, scope):
+    with training.distribution(distribute) as (replicas, scope):
         global_batch = batch_size * replicas
         count = steps * global_batch
-        dataset = train.Dataset(
+        dataset = training.Dataset(
             train_images=rng.integers(0, 256, (count, 64, 64, 3), dtype=np.uint8),
             train_labels=rng.integers(0, 200, count),
             val_images=rng.integers(0, 256, (global_batch, 64, 64, 3), dtype=np.uint8),
@@ -64,7 +64,7 @@ def measure(
         )
         with scope:
             started = time.perf_counter()
-            backbone, built = train.build_models(
+            backbone, built = training.build_models(
                 config,
                 dataset,
                 replicas=replicas,
@@ -76,7 +76,7 @@ def measure(
             build_seconds = time.perf_counter() - started
         meter = training.Throughput(global_batch, images_per_epoch=count)
         built.train.fit(
-            train.training_batches(config, dataset, global_batch),
+            training.training_batches(config, dataset, global_batch),
             epochs=2,
             verbose=0,
             callbacks=[meter],
@@ -116,12 +116,12 @@ def main(argv: list[str] | None = None) -> list[dict]:
     )
     parser.add_argument("--steps", type=int, default=60, help="steps per measured epoch")
     parser.add_argument("--mix", default=None, help="mixing mode (default: the profile's)")
-    parser.add_argument("--distribute", default="none", choices=train.DISTRIBUTE_CHOICES)
+    parser.add_argument("--distribute", default="none", choices=training.DISTRIBUTE_CHOICES)
     parser.add_argument("--profile", default="full", choices=["smoke", "full"])
     parser.add_argument("--steps-per-execution", type=int, default=None)
     args = parser.parse_args(argv)
     print(runtime.describe(), flush=True)
-    defaults = train.PROFILE_DEFAULTS[args.profile]
+    defaults = training.PROFILE_DEFAULTS[args.profile]
     configs = args.configs or [
         f"{','.join(map(str, defaults['levels']))}:{defaults['width']}:{defaults['batch_size']}"
     ]

@@ -1,77 +1,14 @@
 """Label a split of Tiny ImageNet with a pretrained ImageNet classifier, without moving any file.
 
-Usage:
-    python data_scripts/pseudo_label.py --data-dir ROOT --split test [--model HANDLE_OR_PATH]
-        --out labels.csv [--threshold T] [--batch-size B]
-
-HANDLE_OR_PATH is a TF Hub handle or a local SavedModel folder; by default the MobileNetV2 ImageNet
-classifier of the source notes (offline: exported from the weights in $DLNOTES_PRETRAINED_DIR, see
-dlnotes.hub.load_pretrained_classifier). Predictions are restricted to the dataset's own classes;
-rows below the confidence threshold are left out. The CSV (path,wnid,confidence) can be passed to
-dlnotes.data.read_split(..., labels_csv=...) to use the labels.
+The same as the ``dlnotes-pseudo-label`` command installed with the package
+(:func:`dlnotes.models.hub.main`).
 """
 
 from __future__ import annotations
 
-import argparse
 import sys
-from pathlib import Path
 
-from dlnotes import data, hub, paths
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data-dir", type=Path, default=None, help="dataset root")
-    parser.add_argument("--split", choices=data.SPLITS, default="test")
-    parser.add_argument(
-        "--model",
-        default=None,
-        help=f"TF Hub handle or SavedModel folder (default: {hub.MOBILENET_V2_HANDLE}, or the "
-        f"weights in ${paths.PRETRAINED_DIR_ENV})",
-    )
-    parser.add_argument("--out", type=Path, required=True, help="CSV manifest to write")
-    parser.add_argument(
-        "--threshold", type=float, default=0.0, help="minimum confidence to keep a row"
-    )
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--input-size", type=int, default=hub.MOBILENET_V2_INPUT_SIZE)
-    args = parser.parse_args(argv)
-    root = args.data_dir if args.data_dir is not None else paths.data_dir()
-    try:
-        if not 0 <= args.threshold <= 1:
-            raise ValueError(f"--threshold must be in [0, 1], got {args.threshold}")
-        if args.batch_size < 1 or args.input_size < 1:
-            raise ValueError(
-                f"--batch-size and --input-size must be positive, got {args.batch_size} and "
-                f"{args.input_size}"
-            )
-        split = data.read_split(root, args.split)
-        indices = hub.class_logit_indices(split.class_ids)
-        classifier = (
-            hub.load_pretrained_classifier()
-            if args.model is None
-            else hub.load_classifier(args.model, input_size=args.input_size)
-        )
-        labels, confidence = hub.predict_split(
-            classifier,
-            split.paths,
-            indices,
-            batch_size=args.batch_size,
-            progress=sys.stderr.isatty(),
-        )
-        kept = hub.write_manifest(
-            args.out, split.paths, labels, confidence, split.class_ids, threshold=args.threshold
-        )
-    except (OSError, ValueError, paths.PretrainedUnavailable) as error:  # bad images are named
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    print(
-        f"labelled {len(split.paths)} {args.split} images; wrote {kept} rows with confidence "
-        f"≥ {args.threshold} to {args.out}"
-    )
-    return 0
-
+from dlnotes.models.hub import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -4,7 +4,8 @@ import keras
 import numpy as np
 import pytest
 
-from dlnotes import architecture, models
+from dlnotes import models
+from dlnotes.theory import convolution
 
 RNG = np.random.default_rng(0)
 
@@ -23,17 +24,17 @@ SHAPE_CASES = [
 def test_output_size_matches_keras(size: int, kernel_size: int, strides: int, padding: str) -> None:
     layer = keras.layers.Conv2D(1, kernel_size, strides=strides, padding=padding)
     expected = layer.compute_output_shape((1, size, size, 1))[1]
-    assert architecture.conv_output_size(size, kernel_size, strides=strides, padding=padding) == (
+    assert convolution.conv_output_size(size, kernel_size, strides=strides, padding=padding) == (
         expected
     )
 
 
 def test_output_size_with_explicit_padding_and_dilation() -> None:
-    assert architecture.conv_output_size(32, 3, padding=1) == 32
-    assert architecture.conv_output_size(32, 3, strides=2, padding=1) == 16
-    assert architecture.conv_output_size(10, 3, dilation_rate=2) == 6  # spans 5 pixels
+    assert convolution.conv_output_size(32, 3, padding=1) == 32
+    assert convolution.conv_output_size(32, 3, strides=2, padding=1) == 16
+    assert convolution.conv_output_size(10, 3, dilation_rate=2) == 6  # spans 5 pixels
     layer = keras.layers.Conv2D(1, 3, dilation_rate=2, padding="same")
-    assert layer.compute_output_shape((1, 10, 10, 1))[1] == architecture.conv_output_size(
+    assert layer.compute_output_shape((1, 10, 10, 1))[1] == convolution.conv_output_size(
         10, 3, padding="same", dilation_rate=2
     )
 
@@ -41,15 +42,15 @@ def test_output_size_with_explicit_padding_and_dilation() -> None:
 @pytest.mark.parametrize(
     ("call", "message"),
     [
-        (lambda: architecture.conv_output_size(0, 3), "size must be an integer ≥ 1, got 0"),
-        (lambda: architecture.conv_output_size(8, 3, padding="full"), "got 'full'"),
-        (lambda: architecture.conv_output_size(8, 3, padding=-1), "got -1"),
-        (lambda: architecture.conv_output_size(2, 5), "does not fit an input of 2"),
-        (lambda: architecture.same_padding(8, 3, strides=0), "strides must be an integer"),
-        (lambda: architecture.conv_parameters(3, 6, 4, groups=4), "divisible by groups 4"),
-        (lambda: architecture.conv_parameters((3, 3, 3), 6, 4), r"got \(3, 3, 3\)"),
-        (lambda: architecture.receptive_field([(3,)]), r"got \(3,\)"),
-        (lambda: architecture.receptive_field([(3, 0)]), "strides must be an integer ≥ 1, got 0"),
+        (lambda: convolution.conv_output_size(0, 3), "size must be an integer ≥ 1, got 0"),
+        (lambda: convolution.conv_output_size(8, 3, padding="full"), "got 'full'"),
+        (lambda: convolution.conv_output_size(8, 3, padding=-1), "got -1"),
+        (lambda: convolution.conv_output_size(2, 5), "does not fit an input of 2"),
+        (lambda: convolution.same_padding(8, 3, strides=0), "strides must be an integer"),
+        (lambda: convolution.conv_parameters(3, 6, 4, groups=4), "divisible by groups 4"),
+        (lambda: convolution.conv_parameters((3, 3, 3), 6, 4), r"got \(3, 3, 3\)"),
+        (lambda: convolution.receptive_field([(3,)]), r"got \(3,\)"),
+        (lambda: convolution.receptive_field([(3, 0)]), "strides must be an integer ≥ 1, got 0"),
     ],
 )
 def test_bad_arguments_are_named(call, message: str) -> None:
@@ -58,11 +59,11 @@ def test_bad_arguments_are_named(call, message: str) -> None:
 
 
 def test_same_padding_puts_the_odd_zero_after() -> None:
-    assert architecture.same_padding(64, 3, 1) == (1, 1)
-    assert architecture.same_padding(64, 3, 2) == (0, 1)
-    assert architecture.same_padding(63, 3, 2) == (1, 1)
-    assert architecture.same_padding(224, 7, 2) == (2, 3)
-    assert architecture.same_padding(64, 1, 2) == (0, 0)
+    assert convolution.same_padding(64, 3, 1) == (1, 1)
+    assert convolution.same_padding(64, 3, 2) == (0, 1)
+    assert convolution.same_padding(63, 3, 2) == (1, 1)
+    assert convolution.same_padding(224, 7, 2) == (2, 3)
+    assert convolution.same_padding(64, 1, 2) == (0, 0)
 
 
 @pytest.mark.parametrize("strides", [1, 2])
@@ -72,15 +73,15 @@ def test_conv2d_matches_keras(strides: int, padding: str) -> None:
     layer = keras.layers.Conv2D(5, (3, 2), strides=strides, padding=padding)
     expected = layer(images).numpy()
     kernel, bias = (weight.numpy() for weight in layer.weights)
-    ours = architecture.conv2d(images, kernel, strides=strides, padding=padding) + bias
+    ours = convolution.conv2d(images, kernel, strides=strides, padding=padding) + bias
     np.testing.assert_allclose(ours, expected, atol=1e-5)
 
 
 def test_conv2d_rejects_bad_shapes() -> None:
     with pytest.raises(ValueError, match=r"got \(4, 4, 3\) and"):
-        architecture.conv2d(np.zeros((4, 4, 3)), np.zeros((3, 3, 3, 1)))
+        convolution.conv2d(np.zeros((4, 4, 3)), np.zeros((3, 3, 3, 1)))
     with pytest.raises(ValueError, match="got 'full'"):
-        architecture.conv2d(np.zeros((1, 4, 4, 3)), np.zeros((3, 3, 3, 1)), padding="full")
+        convolution.conv2d(np.zeros((1, 4, 4, 3)), np.zeros((3, 3, 3, 1)), padding="full")
 
 
 @pytest.mark.parametrize(
@@ -95,17 +96,17 @@ def test_conv2d_rejects_bad_shapes() -> None:
 def test_parameter_count_matches_keras(layer, in_channels: int, groups: int) -> None:
     layer.build((None, 16, 16, in_channels))
     filters = in_channels if groups == in_channels else layer.filters
-    count = architecture.conv_parameters(
+    count = convolution.conv_parameters(
         layer.kernel_size, in_channels, filters, use_bias=layer.use_bias, groups=groups
     )
     assert count == layer.count_params()
 
 
 def test_receptive_field_recurrence() -> None:
-    assert architecture.receptive_field([(3, 1), (3, 1)]) == [(3, 1), (5, 1)]
-    assert architecture.receptive_field([(3, 2), (3, 2), (3, 1)]) == [(3, 2), (7, 4), (15, 4)]
-    assert architecture.receptive_field([(3, 1, 2)]) == [(5, 1)]
-    assert architecture.receptive_field([]) == []
+    assert convolution.receptive_field([(3, 1), (3, 1)]) == [(3, 1), (5, 1)]
+    assert convolution.receptive_field([(3, 2), (3, 2), (3, 1)]) == [(3, 2), (7, 4), (15, 4)]
+    assert convolution.receptive_field([(3, 1, 2)]) == [(5, 1)]
+    assert convolution.receptive_field([]) == []
 
 
 def _gradient_extent(model: keras.Model, size: int) -> int:
@@ -129,7 +130,7 @@ def test_model_receptive_fields_agree_with_the_gradient() -> None:
     pooled = keras.layers.AveragePooling2D(2, name="pool")(merged)  # max would route to one pixel
     outputs = keras.layers.Conv2D(1, 5, name="c", **ones)(pooled)
     model = keras.Model(inputs, outputs)
-    fields = architecture.model_receptive_fields(model)
+    fields = models.model_receptive_fields(model)
     assert fields["add"] == (5, 2)  # the branch's field, larger than the shortcut's (1, 2)
     assert fields["pool"] == (7, 4)
     assert fields["c"] == (23, 4)
@@ -138,14 +139,14 @@ def test_model_receptive_fields_agree_with_the_gradient() -> None:
         [keras.Input((32, 32, 1))]
         + [keras.layers.Conv2D(1, 3, strides=s, **ones) for s in (1, 2, 1, 2)]
     )
-    chain = architecture.receptive_field([(3, 1), (3, 2), (3, 1), (3, 2)])
+    chain = convolution.receptive_field([(3, 1), (3, 2), (3, 1), (3, 2)])
     assert _gradient_extent(sequential, 32) == chain[-1][0]
 
 
 def test_inbound_layers_of_a_bottleneck_block() -> None:
     inputs = keras.Input((8, 8, 16), name="x")
     block = keras.Model(inputs, models.bottleneck_block(inputs, name="b"))
-    graph = architecture.inbound_layers(block)
+    graph = models.inbound_layers(block)
     assert graph["x"] == []
     assert graph["b_1_bn"] == ["x"]
     assert graph["b_add"] == ["x", "b_3_conv"]
@@ -158,7 +159,7 @@ def test_inbound_layers_needs_a_functional_model() -> None:
             return x
 
     with pytest.raises(ValueError, match="not a functional model"):
-        architecture.inbound_layers(Subclassed(name="sub"))
+        models.inbound_layers(Subclassed(name="sub"))
 
 
 def test_activation_floats_sums_every_layer_output() -> None:
@@ -167,7 +168,7 @@ def test_activation_floats_sums_every_layer_output() -> None:
     x = keras.layers.ReLU(name="relu")(x)
     x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
     model = keras.Model(inputs, keras.layers.Dense(10, name="dense")(x))
-    assert architecture.activation_floats(model) == {
+    assert models.activation_floats(model) == {
         "conv": 256,
         "relu": 256,
         "pool": 4,
@@ -177,7 +178,7 @@ def test_activation_floats_sums_every_layer_output() -> None:
 
 def test_block_table_follows_the_built_resnet() -> None:
     model = models.build_resnet(10, levels=(2, 1), width=16, input_shape=(16, 16, 3))
-    blocks = architecture.block_table(model)
+    blocks = models.block_table(model)
     names = [block.name for block in blocks]
     assert names == [
         "images",
@@ -199,6 +200,6 @@ def test_block_table_follows_the_built_resnet() -> None:
     )
     assert blocks[4].kind == "projection bottleneck" and blocks[4].output_shape == (8, 8, 32)
     assert sum(block.parameters for block in blocks) == model.count_params()
-    uncollapsed = architecture.block_table(model, collapse=False)
+    uncollapsed = models.block_table(model, collapse=False)
     assert len(uncollapsed) == len(blocks) + 1
     assert sum(block.parameters for block in uncollapsed) == model.count_params()

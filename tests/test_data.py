@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 
 from conftest import ArchiveServer, md5, mini_archive
-from dlnotes import data, hub, profiles, synthetic
+from dlnotes import data
+from dlnotes.data import imagenet_classes, synthetic, tiny_imagenet
+from dlnotes.runtime import profiles
 
 
 def test_train_split_reads_every_class_in_wnids_order(tiny_imagenet: Path) -> None:
@@ -250,7 +252,7 @@ def test_find_root_falls_back_to_a_synthetic_stand_in_only_when_the_download_fai
     assert "SYNTHETIC" in out and "WARNING, stand-in: synthetic images" in out
     assert "dlnotes-download" in out and "meaningless" in out
     class_ids = data.read_class_ids(root)
-    assert len(class_ids) == 10 and set(class_ids) <= set(hub.imagenet_wnids())
+    assert len(class_ids) == 10 and set(class_ids) <= set(imagenet_classes.imagenet_wnids())
     assert len(data.read_split(root, "train").paths) == 1000
     assert data.find_root(profiles.Profile("smoke", "test"), announce=False) == root  # reused
     assert not list(empty_cache.glob(".*partial*"))
@@ -305,8 +307,8 @@ def many_classes(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_smoke_subset_spreads_over_the_sorted_classes_deterministically(
     many_classes: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(data, "SMOKE_TRAIN_PER_CLASS", 2)
-    monkeypatch.setattr(data, "SMOKE_TEST_IMAGES", 4)
+    monkeypatch.setattr(tiny_imagenet, "SMOKE_TRAIN_PER_CLASS", 2)
+    monkeypatch.setattr(tiny_imagenet, "SMOKE_TEST_IMAGES", 4)
     subset = data.smoke_subset(many_classes)
     ordered = sorted(data.read_class_ids(many_classes))
     assert subset.classes == tuple(ordered[i * 23 // 10] for i in range(10))

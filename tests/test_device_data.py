@@ -12,7 +12,8 @@ from dlnotes import runtime
 runtime.import_quietly("tensorflow")
 import keras  # noqa: E402
 
-from dlnotes import device_data, models  # noqa: E402
+from dlnotes import models  # noqa: E402
+from dlnotes.data import device_data  # noqa: E402
 
 
 def _images(count: int, size: int = 8, seed: int = 0) -> np.ndarray:

@@ -9,7 +9,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 
-from dlnotes import architecture, calculus, diagrams, graph, models
+from dlnotes import models
+from dlnotes.book import diagrams
+from dlnotes.theory import gradcheck, graph
 
 
 def _neuron(values: dict[str, float]) -> diagrams.Circuit:
@@ -34,9 +36,9 @@ def test_circuit_gradients_match_central_differences() -> None:
     def f(values: np.ndarray) -> float:
         return _neuron(dict(zip(names, values, strict=True))).values["f"]
 
-    numerical = calculus.numerical_gradient(f, point)
+    numerical = gradcheck.numerical_gradient(f, point)
     ours = np.array([gradients[name] for name in names])
-    assert calculus.relative_error(ours, numerical) < 1e-9
+    assert gradcheck.relative_error(ours, numerical) < 1e-9
 
 
 def test_gradients_add_up_where_a_value_is_used_twice() -> None:
@@ -122,7 +124,7 @@ def test_draw_layer_graph_of_a_projection_block() -> None:
 
 def test_draw_network_shows_every_block() -> None:
     model = models.build_resnet(10, levels=(1, 1), width=16, input_shape=(16, 16, 3))
-    blocks = architecture.block_table(model)
+    blocks = models.block_table(model)
     fig = diagrams.draw_network(blocks, title="net")
     texts = [text.get_text() for text in fig.axes[0].texts]
     for block in blocks:

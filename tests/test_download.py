@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from conftest import ArchiveServer, dataset_archive, md5, run_script
-from dlnotes import data, download
+from dlnotes import data
+from dlnotes.data import download
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "data_scripts" / "download_tiny_imagenet.py"
@@ -183,7 +184,7 @@ def test_error_messages_name_the_download_command(tmp_path: Path) -> None:
 # Extracts 20 entries of the archive, then SIGKILLs its own process (a kill mid-extraction).
 KILLED_DURING_EXTRACTION = """
 import os, signal, sys, zipfile
-from dlnotes import download
+from dlnotes.data import download
 
 def extract_some_then_die(self, path, members=None, pwd=None):
     for member in members[:20]:

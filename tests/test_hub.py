@@ -13,14 +13,17 @@ import numpy as np
 import pytest
 
 from conftest import ArchiveServer, pretrained_dir, run_script
-from dlnotes import data, hub, paths, runtime, synthetic
+from dlnotes import data, runtime
+from dlnotes.data import imagenet_classes, synthetic
+from dlnotes.models import hub
+from dlnotes.runtime import paths
 
 REPO = Path(__file__).resolve().parents[1]
 SMALL_INPUT = 96  # keeps the tests fast; the real model takes 224
 
 
 def test_mapping_table_has_1000_unique_ids_in_order() -> None:
-    wnids = hub.imagenet_wnids()
+    wnids = imagenet_classes.imagenet_wnids()
     assert len(wnids) == 1000 == len(set(wnids))
     assert wnids == sorted(wnids)
     assert wnids[0] == "n01440764" and wnids[1] == "n01443537"  # tench, goldfish
@@ -28,15 +31,17 @@ def test_mapping_table_has_1000_unique_ids_in_order() -> None:
 
 def test_every_class_of_the_data_set_is_an_imagenet_class(tiny_imagenet: Path) -> None:
     class_ids = data.read_class_ids(tiny_imagenet)
-    indices = hub.class_logit_indices(class_ids)
-    wnids = hub.imagenet_wnids()
+    indices = imagenet_classes.class_logit_indices(class_ids)
+    wnids = imagenet_classes.imagenet_wnids()
     assert [wnids[i - 1] for i in indices] == class_ids  # background offset 1
-    assert list(hub.class_logit_indices(class_ids, background_offset=0)) == [i - 1 for i in indices]
+    assert list(imagenet_classes.class_logit_indices(class_ids, background_offset=0)) == [
+        i - 1 for i in indices
+    ]
 
 
 def test_unknown_classes_are_named() -> None:
     with pytest.raises(ValueError, match=r"not in ImageNet-1k.*n99999999"):
-        hub.class_logit_indices(["n01443537", "n99999999"])
+        imagenet_classes.class_logit_indices(["n01443537", "n99999999"])
 
 
 def test_restricted_prediction_ignores_other_classes() -> None:
@@ -44,13 +49,13 @@ def test_restricted_prediction_ignores_other_classes() -> None:
     logits[0, 500] = 50.0  # a class outside the dataset wins overall…
     logits[0, 2] = 1.0  # …but among the dataset's classes (indices 2 and 3) class 0 wins
     logits[1, 3] = 2.0
-    labels, confidence = hub.restrict_predictions(logits, np.array([2, 3]))
+    labels, confidence = imagenet_classes.restrict_predictions(logits, np.array([2, 3]))
     assert labels.tolist() == [0, 1]
     assert confidence[0] == pytest.approx(1 / (1 + np.exp(-6.0)))
     with pytest.raises(ValueError, match="class indices must lie"):
-        hub.restrict_predictions(logits, np.array([1001]))
+        imagenet_classes.restrict_predictions(logits, np.array([1001]))
     with pytest.raises(ValueError, match=r"shape \(N, outputs\)"):
-        hub.restrict_predictions(logits[0], np.array([2]))
+        imagenet_classes.restrict_predictions(logits[0], np.array([2]))
 
 
 def test_threshold_curve() -> None:
@@ -84,7 +89,7 @@ def test_standin_loads_and_predicts_through_the_same_loader(
     assert logits.shape == (2, 1001)
     val = data.read_split(tiny_imagenet, "val")
     labels, confidence = hub.predict_split(
-        classifier, val.paths, hub.class_logit_indices(val.class_ids)
+        classifier, val.paths, imagenet_classes.class_logit_indices(val.class_ids)
     )
     assert labels.shape == confidence.shape == (len(val.paths),)
     assert np.all((confidence > 0) & (confidence <= 1))
@@ -214,7 +219,9 @@ def test_pretrained_classifier_labels_real_images(offline_model: Path, tiny_imag
         pytest.skip("accuracy is checked on the real mini archive")
     keep = np.concatenate([np.flatnonzero(val.labels == c)[:10] for c in range(10)])
     labels, _ = hub.predict_split(
-        classifier, [val.paths[i] for i in keep], hub.class_logit_indices(val.class_ids)
+        classifier,
+        [val.paths[i] for i in keep],
+        imagenet_classes.class_logit_indices(val.class_ids),
     )
     assert np.mean(labels == val.labels[keep]) >= 0.5  # 72 % on all 500 (chance: 10 %)
 

@@ -42,7 +42,7 @@ def test_ci_runs_the_test_command_written_in_readme() -> None:
 
 
 def test_readme_pipeline_table_is_the_committed_benchmark() -> None:
-    from dlnotes import throughput
+    from dlnotes.data import throughput
 
     readme = (REPO / "README.md").read_text()
     results = throughput.reference_results()

@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from dlnotes import calculus, graph, losses
+from dlnotes.theory import gradcheck, graph, losses, softmax
 
 RNG = np.random.default_rng(1)
 X = RNG.normal(size=(6, 4))
@@ -27,30 +27,32 @@ def test_svm_loss_matches_a_loop_and_its_gradient(squared: bool) -> None:
     scores = X @ W + B
     loss, dscores = losses.svm_loss(scores, Y, delta=1.0, squared=squared)
     assert loss == pytest.approx(_naive_svm(scores, Y, 1.0, squared))
-    numerical = calculus.numerical_gradient(
+    numerical = gradcheck.numerical_gradient(
         lambda s: losses.svm_loss(s, Y, squared=squared)[0], scores
     )
-    assert calculus.relative_error(dscores, numerical) < 1e-6
+    assert gradcheck.relative_error(dscores, numerical) < 1e-6
 
 
 def test_softmax_cross_entropy_matches_calculus() -> None:
     scores = X @ W
     loss, dscores = losses.softmax_cross_entropy(scores, Y)
     assert loss == pytest.approx(
-        np.mean([calculus.cross_entropy(s, k) for s, k in zip(scores, Y, strict=True)])
+        np.mean([softmax.cross_entropy(s, k) for s, k in zip(scores, Y, strict=True)])
     )
-    numerical = calculus.numerical_gradient(lambda s: losses.softmax_cross_entropy(s, Y)[0], scores)
-    assert calculus.relative_error(dscores, numerical) < 1e-7
+    numerical = gradcheck.numerical_gradient(
+        lambda s: losses.softmax_cross_entropy(s, Y)[0], scores
+    )
+    assert gradcheck.relative_error(dscores, numerical) < 1e-7
 
 
 @pytest.mark.parametrize("kind", ["l2", "l1", "elastic_net"])
 def test_regularization_gradients(kind: str) -> None:
     penalty, gradient = losses.regularization(W, kind=kind, strength=0.1, l1_ratio=0.3)
     assert penalty > 0
-    numerical = calculus.numerical_gradient(
+    numerical = gradcheck.numerical_gradient(
         lambda w: losses.regularization(w, kind=kind, strength=0.1, l1_ratio=0.3)[0], W
     )
-    assert calculus.relative_error(gradient, numerical) < 1e-6
+    assert gradcheck.relative_error(gradient, numerical) < 1e-6
 
 
 @pytest.mark.parametrize(("loss", "options"), [("softmax", {}), ("svm", {"delta": 2.0})])
@@ -63,9 +65,9 @@ def test_linear_classifier_gradients(loss: str, options: dict) -> None:
     def f_b(b):
         return losses.linear_classifier_loss(W, b, X, Y, loss=loss, strength=0.01, **options)[0]
 
-    assert calculus.relative_error(dW, calculus.numerical_gradient(f_w, W)) < 1e-6
+    assert gradcheck.relative_error(dW, gradcheck.numerical_gradient(f_w, W)) < 1e-6
     # For the SVM, db can be exactly zero: compare with an absolute tolerance as well.
-    np.testing.assert_allclose(db, calculus.numerical_gradient(f_b, B), rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(db, gradcheck.numerical_gradient(f_b, B), rtol=1e-6, atol=1e-8)
 
 
 @pytest.mark.parametrize(
@@ -119,10 +121,10 @@ def test_sigmoid_and_matmul_nodes_match_numerical_gradients() -> None:
     node = graph.Sigmoid()
     node.forward(x)
     (dx,) = node.backward(upstream)
-    numerical = calculus.numerical_gradient(
+    numerical = gradcheck.numerical_gradient(
         lambda t: float(np.sum(graph.Sigmoid().forward(t) * upstream)), x
     )
-    assert calculus.relative_error(dx, numerical) < 1e-7
+    assert gradcheck.relative_error(dx, numerical) < 1e-7
     assert np.all(np.isfinite(graph.Sigmoid().forward(np.array([-1000.0, 1000.0]))))
     mm = graph.MatMul()
     w = RNG.normal(size=(2, 4))
@@ -164,5 +166,5 @@ def test_two_layer_network_gradients_match_numerical() -> None:
             return graph.TwoLayerNetwork(**{**params, name: t}).loss(X, Y)
 
         assert (
-            calculus.relative_error(gradients[name], calculus.numerical_gradient(f, value)) < 1e-6
+            gradcheck.relative_error(gradients[name], gradcheck.numerical_gradient(f, value)) < 1e-6
         )

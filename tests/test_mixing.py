@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from dlnotes import mixing
+from dlnotes.data import mixing
 
 
 def test_no_mixing_leaves_every_image_alone() -> None:

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import shift_flip_candidates
 
+from conftest import shift_flip_candidates
 from dlnotes import runtime
 
 runtime.import_quietly("tensorflow")
 import keras  # noqa: E402
 
 from dlnotes import models  # noqa: E402
+from dlnotes.data import augmentation  # noqa: E402
 
 
 def _expected_parameters(num_classes: int, levels: tuple[int, ...], width: int) -> int:
@@ -134,21 +135,21 @@ def test_one_training_step_changes_the_weights() -> None:
 
 def test_random_shift_flip_is_a_reflected_shift_and_flip() -> None:
     images = np.random.default_rng(0).integers(0, 256, size=(6, 12, 12, 3)).astype("float32")
-    layer = models.RandomShiftFlip(padding=2, seed=1)
+    layer = augmentation.RandomShiftFlip(padding=2, seed=1)
     outputs = np.asarray(layer(images, training=True))
     for image, output in zip(images, outputs, strict=True):
         assert any(np.array_equal(output, c) for c in shift_flip_candidates(image, 2))
     assert any(not np.array_equal(o, i) for o, i in zip(outputs, images, strict=True))
     np.testing.assert_array_equal(np.asarray(layer(images, training=False)), images)
-    clone = models.RandomShiftFlip.from_config(layer.get_config())
+    clone = augmentation.RandomShiftFlip.from_config(layer.get_config())
     assert clone.padding == 2 and clone.seed == 1
 
 
 def test_random_shift_flip_rejects_bad_padding() -> None:
     with pytest.raises(ValueError, match="non-negative integer, got -1"):
-        models.RandomShiftFlip(padding=-1)
+        augmentation.RandomShiftFlip(padding=-1)
     with pytest.raises(ValueError, match="smaller than the image"):
-        models.RandomShiftFlip(padding=8)(np.zeros((1, 8, 8, 3), "float32"), training=True)
+        augmentation.RandomShiftFlip(padding=8)(np.zeros((1, 8, 8, 3), "float32"), training=True)
 
 
 def test_with_preprocessing_takes_uint8_and_normalises() -> None:

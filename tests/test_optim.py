@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from dlnotes import optim
+from dlnotes.theory import optim
 
 A = np.array([[3.0, 1.0], [1.0, 2.0]])
 G = np.array([1.0, -2.0])

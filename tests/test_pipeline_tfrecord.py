@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from conftest import run_script, shift_flip_candidates
-from dlnotes import data, pipeline, tfrecord
+from dlnotes import data
+from dlnotes.data import pipeline, tfrecord
 
 tf = pipeline.tf
 REPO = Path(__file__).resolve().parents[1]
@@ -293,7 +294,7 @@ def test_shard_files_refuses_an_incomplete_set(tiny_imagenet: Path, tmp_path: Pa
 def test_pipeline_benchmark_prints_five_rates(tiny_imagenet: Path) -> None:
     import json
 
-    from dlnotes import throughput
+    from dlnotes.data import throughput
 
     committed = throughput.reference_results()
     result = run_script(
@@ -309,7 +310,7 @@ def test_pipeline_benchmark_prints_five_rates(tiny_imagenet: Path) -> None:
 
 
 def test_images_per_second_rejects_bad_arguments() -> None:
-    from dlnotes import throughput
+    from dlnotes.data import throughput
 
     with pytest.raises(ValueError, match="passes must be at least 1, got 0"):
         throughput.images_per_second(lambda: [], passes=0)
@@ -319,7 +320,7 @@ def test_images_per_second_rejects_bad_arguments() -> None:
 
 
 def test_committed_benchmark_results_are_complete() -> None:
-    from dlnotes import throughput
+    from dlnotes.data import throughput
 
     results = throughput.reference_results()
     assert len(results["runs"]) >= 3
@@ -340,7 +341,7 @@ def test_committed_benchmark_results_are_complete() -> None:
 def test_benchmark_results_are_checked(change, message: str) -> None:
     import copy
 
-    from dlnotes import throughput
+    from dlnotes.data import throughput
 
     results = copy.deepcopy(throughput.reference_results())
     change(results)

@@ -8,7 +8,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 
-from dlnotes import plotting
+from dlnotes.book import plotting
 
 
 def test_plot_history_draws_train_and_validation_curves() -> None:

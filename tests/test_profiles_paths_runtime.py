@@ -4,7 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from dlnotes import paths, profiles, runtime
+from dlnotes import runtime
+from dlnotes.runtime import paths, profiles
 
 
 def test_data_dir_prefers_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from dlnotes import train, training
+from dlnotes import training
 
 RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
 RECORDED = ("full-profile", "full-profile-repro")
@@ -28,7 +28,7 @@ def _load(name: str) -> tuple[dict, dict, dict[str, list[float]]]:
 @pytest.mark.parametrize("name", RECORDED)
 def test_recorded_config_is_the_current_full_profile(name: str) -> None:
     config, _, _ = _load(name)
-    current = json.loads(json.dumps(asdict(train.TrainConfig.for_profile("full"))))
+    current = json.loads(json.dumps(asdict(training.TrainConfig.for_profile("full"))))
     assert config == current, "the full profile changed: record a new run before changing it"
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from dlnotes import records
+from dlnotes.training import records
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -20,6 +20,7 @@ runtime.import_quietly("tensorflow")
 import keras  # noqa: E402
 
 from dlnotes import data, training  # noqa: E402
+from dlnotes.training import callbacks as training_callbacks  # noqa: E402
 
 
 class Killed(Exception):
@@ -207,6 +208,6 @@ def test_free_space_check_stops_before_the_checkpoints(
     assert (tmp_path / "x.weights.h5").stat().st_size <= estimate  # an upper estimate
     check.on_epoch_end(0)  # plenty of room here
     usage = type("Usage", (), {"free": estimate})
-    monkeypatch.setattr(training.shutil, "disk_usage", lambda path: usage)
+    monkeypatch.setattr(training_callbacks.shutil, "disk_usage", lambda path: usage)
     with pytest.raises(OSError, match=f"no room for the checkpoints of epoch 1 in {tmp_path}"):
         check.on_epoch_end(0)

@@ -10,13 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from dlnotes import storage
+from dlnotes.runtime import storage
 
 # A process that takes a folder's lock (or a staging folder), says so, then waits to be killed.
 HOLDER = """
 import sys, time
 from pathlib import Path
-from dlnotes import storage
+from dlnotes.runtime import storage
 kind, folder = sys.argv[1], Path(sys.argv[2])
 context = (
     storage.locked_folder(folder) if kind == "lock"

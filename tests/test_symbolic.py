@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 import sympy as sp
 
-from dlnotes import symbolic
+from dlnotes.theory import symbolic
 
 
 @pytest.mark.parametrize("size", [1, 2, 4])

@@ -150,9 +150,8 @@ def test_kills_at_checkpoint_writes_a_second_trainer_and_other_data(
     assert not list(out_dir.glob("*.partial"))
 
     # 4. The best checkpoint scores the best validation accuracy of the log (±1 image).
-    from dlnotes import train
 
-    model = train.load_trained_model(out_dir)
+    model = training.load_trained_model(out_dir)
     val = data.read_split(tiny_imagenet, "val")
     predictions = np.argmax(model.predict(data.load_images(val.paths), verbose=0), axis=1)
     accuracy = float(np.mean(predictions == val.labels))
@@ -305,11 +304,10 @@ def test_keras_data_parallel_on_two_jax_cpu_devices(tiny_imagenet: Path, tmp_pat
 def test_user_errors_are_reported_and_leave_nothing_behind(
     tiny_imagenet: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from dlnotes import train
 
     def main(out_dir: Path, *extra: str) -> tuple[int, str]:
         arguments = ["--data-dir", str(tiny_imagenet), "--out-dir", str(out_dir)]
-        code = train.main([*arguments, "--profile", "smoke", *extra])
+        code = training.main([*arguments, "--profile", "smoke", *extra])
         return code, capsys.readouterr().err
 
     with pytest.raises(SystemExit) as exit_info:
@@ -335,11 +333,10 @@ def test_user_errors_are_reported_and_leave_nothing_behind(
 def test_a_run_folder_refuses_other_settings(
     tiny_imagenet: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from dlnotes import train
 
     (tmp_path / "config.json").write_text(json.dumps({"epochs": 99}))
     before = folder_state(tmp_path)
-    code = train.main(
+    code = training.main(
         ["--data-dir", str(tiny_imagenet), "--out-dir", str(tmp_path), *TINY, "--epochs", "1"]
     )
     assert code == 1
@@ -348,41 +345,40 @@ def test_a_run_folder_refuses_other_settings(
 
 
 def test_a_run_folder_refuses_other_classes_and_files(tiny_imagenet: Path, tmp_path: Path) -> None:
-    from dlnotes import train
 
-    config = train.TrainConfig.for_profile("smoke", max_train_per_class=5)
-    files = train.dataset_files(tiny_imagenet, config)
-    train.check_run_folder(tmp_path, config, files)  # a new folder
+    config = training.TrainConfig.for_profile("smoke", max_train_per_class=5)
+    files = training.dataset_files(tiny_imagenet, config)
+    training.check_run_folder(tmp_path, config, files)  # a new folder
     record = {"class_ids": files.class_ids, "fingerprint": files.fingerprint}
     (tmp_path / "dataset.json").write_text(json.dumps(record))
-    train.check_run_folder(tmp_path, config, files)  # the same data
+    training.check_run_folder(tmp_path, config, files)  # the same data
     moved = tmp_path / "moved"
     shutil.copytree(tiny_imagenet, moved)
-    assert train.dataset_files(moved, config).fingerprint == files.fingerprint
-    fewer = train.dataset_files(tiny_imagenet, dataclasses.replace(config, max_train_per_class=4))
+    assert training.dataset_files(moved, config).fingerprint == files.fingerprint
+    fewer = training.dataset_files(
+        tiny_imagenet, dataclasses.replace(config, max_train_per_class=4)
+    )
     with pytest.raises(ValueError, match="holds a run trained on other data"):
-        train.check_run_folder(tmp_path, config, fewer)
+        training.check_run_folder(tmp_path, config, fewer)
     (tmp_path / "dataset.json").write_text(json.dumps({**record, "class_ids": ["n00000000"]}))
     other_classes = r"trained on other classes .*\(1 classes from \['n00000000'\]"
     with pytest.raises(ValueError, match=other_classes):
-        train.check_run_folder(tmp_path, config, files)
+        training.check_run_folder(tmp_path, config, files)
 
 
 @pytest.mark.slow
 def test_trained_model_reloads_for_inference(smoke_run, tiny_imagenet: Path) -> None:
     import numpy as np
 
-    from dlnotes import train
-
     out_dir, metrics = smoke_run
-    model = train.load_trained_model(out_dir)
+    model = training.load_trained_model(out_dir)
     val = data.read_split(tiny_imagenet, "val")
     predictions = np.argmax(model.predict(data.load_images(val.paths), verbose=0), axis=1)
     assert np.mean(predictions == val.labels) == pytest.approx(metrics["best_val_top1"], abs=0.01)
     with pytest.raises(FileNotFoundError, match="not a finished training run"):
-        train.load_trained_model(out_dir / "nowhere")
+        training.load_trained_model(out_dir / "nowhere")
     with pytest.raises(ValueError, match="'best' or 'last'"):
-        train.load_trained_model(out_dir, weights="first")
+        training.load_trained_model(out_dir, weights="first")
 
 
 def test_dry_run_prints_the_resolved_configuration_and_writes_nothing(tmp_path: Path) -> None:
@@ -396,26 +392,24 @@ def test_dry_run_prints_the_resolved_configuration_and_writes_nothing(tmp_path: 
 
 
 def test_train_config_for_profile_and_validation() -> None:
-    from dlnotes import train
 
-    smoke = train.TrainConfig.for_profile("smoke", epochs=3)
+    smoke = training.TrainConfig.for_profile("smoke", epochs=3)
     assert smoke.profile == "smoke" and smoke.epochs == 3 and smoke.seed == 0
-    assert train.TrainConfig.for_profile("full").levels == (1, 2, 4, 2)
+    assert training.TrainConfig.for_profile("full").levels == (1, 2, 4, 2)
     with pytest.raises(ValueError, match=r"unknown TrainConfig field\(s\): \['depth'\]"):
-        train.TrainConfig.for_profile("smoke", depth=3)
+        training.TrainConfig.for_profile("smoke", depth=3)
     for field, value in [("epochs", 0), ("batch_size", 0), ("width", 30), ("mix", "x")]:
         with pytest.raises(ValueError, match=f"invalid {field}: {value!r}"):
-            train.TrainConfig.for_profile("smoke", **{field: value})
+            training.TrainConfig.for_profile("smoke", **{field: value})
 
 
 def test_learning_rates_follow_the_schedule_per_epoch() -> None:
-    from dlnotes import train
 
-    config = train.TrainConfig.for_profile("full")
-    rates = train.learning_rates(config, 390)
+    config = training.TrainConfig.for_profile("full")
+    rates = training.learning_rates(config, 390)
     assert len(rates) == config.epochs
     peak = int(np.argmax(rates))
     assert rates[peak] == pytest.approx(config.learning_rate, rel=1e-3)
     assert peak == round(config.warmup_epochs) - 1
     assert rates[-1] == pytest.approx(0.01 * config.learning_rate, rel=1e-3)
-    assert train.learning_rates(config, 390, replicas=2)[peak] == pytest.approx(2 * rates[peak])
+    assert training.learning_rates(config, 390, replicas=2)[peak] == pytest.approx(2 * rates[peak])

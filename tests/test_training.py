@@ -15,7 +15,7 @@ from dlnotes import runtime
 runtime.import_quietly("tensorflow")
 import keras  # noqa: E402
 
-from dlnotes import models, training  # noqa: E402
+from dlnotes import models, runtime, training  # noqa: E402
 
 
 @pytest.mark.parametrize(
@@ -33,7 +33,7 @@ def test_precision_policy(capability, policy) -> None:
 
 
 def test_compute_capability_exactly_when_a_gpu_is_visible() -> None:
-    capability = training.gpu_compute_capability()
+    capability = runtime.gpu_compute_capability()
     assert (capability is not None) == runtime.gpu_available()
     if capability is not None:
         assert len(capability) == 2 and capability[0] >= 3

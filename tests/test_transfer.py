@@ -8,12 +8,14 @@ import numpy as np
 import pytest
 
 from conftest import ArchiveServer, pretrained_dir
-from dlnotes import paths, runtime
+from dlnotes import runtime
+from dlnotes.runtime import paths
 
 runtime.import_quietly("tensorflow")
 import keras  # noqa: E402
 
-from dlnotes import training, transfer  # noqa: E402
+from dlnotes import training  # noqa: E402
+from dlnotes.models import transfer  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,7 @@ from typing import Any, Generic, ParamSpec
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from dlnotes import calculus
+from dlnotes.theory import softmax
 
 Array = NDArray[np.float64]
 
@@ -173,12 +173,12 @@ class SoftmaxCrossEntropy(Node[[ArrayLike, ArrayLike]]):
         logits = np.asarray(logits, dtype=np.float64)
         labels = np.asarray(labels)
         self._cache = (logits, labels)
-        return np.asarray(np.mean(calculus.cross_entropy(logits, labels)))
+        return np.asarray(np.mean(softmax.cross_entropy(logits, labels)))
 
     def backward(self, upstream: ArrayLike = 1.0) -> tuple[Array]:
         logits, labels = self._cached()
         scale = float(np.asarray(upstream)) / logits.shape[0]
-        return (calculus.cross_entropy_grad(logits, labels) * scale,)
+        return (softmax.cross_entropy_grad(logits, labels) * scale,)
 
 
 class TwoLayerNetwork:

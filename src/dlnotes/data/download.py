@@ -6,7 +6,7 @@
 * Nothing is extracted before the checksum matches. Extraction goes to a temporary folder next to
   the destination and is renamed into place only once complete, so the destination either holds
   the whole dataset or does not exist. The temporary folder of an extraction that was killed is
-  removed by the next run (:func:`dlnotes.storage.remove_abandoned`).
+  removed by the next run (:func:`dlnotes.runtime.storage.remove_abandoned`).
 * Archive entries that would land outside the destination (absolute paths, ``..``) are refused.
 * A second run finds the dataset and does nothing, not even a network request.
 
@@ -68,7 +68,7 @@ def archive_source() -> tuple[str, str]:
     Raises:
         ValueError: If only one of the two variables is set.
     """
-    from dlnotes import paths
+    from dlnotes.runtime import paths
 
     url = os.environ.get(paths.DATA_URL_ENV, "").strip()
     md5 = os.environ.get(paths.DATA_MD5_ENV, "").strip()
@@ -159,7 +159,7 @@ def extract_archive(archive_path: str | os.PathLike[str], root: str | os.PathLik
         DownloadError: If the file is not a zip archive, lacks ``wnids.txt`` in its top folder,
             or has entries that escape the destination. Nothing is left behind in that case.
     """
-    from dlnotes import storage
+    from dlnotes.runtime import storage
 
     archive_path, root = Path(archive_path), Path(root).expanduser().resolve()
     if root.exists():
@@ -196,7 +196,7 @@ def prepare_tiny_imagenet(
     """Make sure ``root`` holds Tiny ImageNet: download, verify and extract only what is missing.
 
     Args:
-        root: Dataset root to create, e.g. :func:`dlnotes.paths.data_dir`.
+        root: Dataset root to create, e.g. :func:`dlnotes.runtime.paths.data_dir`.
         url: Archive address (the official one by default).
         md5: Expected checksum of the archive.
         download_dir: Where to keep the archive; defaults to ``root``'s parent folder.
@@ -239,7 +239,8 @@ def main(argv: list[str] | None = None) -> int:
     Returns:
         The exit status: 0 on success, 1 with a message on standard error otherwise.
     """
-    from dlnotes import paths, runtime
+    from dlnotes import runtime
+    from dlnotes.runtime import paths
 
     parser = argparse.ArgumentParser(
         prog=DOWNLOAD_COMMAND,

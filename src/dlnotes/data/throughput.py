@@ -20,7 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from dlnotes import data, runtime
+from dlnotes import runtime
+from dlnotes.data import tiny_imagenet
 
 LOADERS = (
     "image_data_generator",
@@ -137,9 +138,9 @@ def compare_loaders(
     # ImageDataGenerator left Keras' public API in Keras 3; its implementation still ships.
     from keras.src.legacy.preprocessing.image import ImageDataGenerator
 
-    from dlnotes import pipeline, tfrecord
+    from dlnotes.data import pipeline, tfrecord
 
-    files, labels, class_ids = data.read_split(root, "train")
+    files, labels, class_ids = tiny_imagenet.read_split(root, "train")
     assert labels is not None  # the training split is always labelled
     stats = pipeline.channel_stats(files, max_images=2000)
     long_files, long_labels = files * repeat, np.tile(labels, repeat)

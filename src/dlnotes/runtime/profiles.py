@@ -125,18 +125,18 @@ def get_profile(requested: str | None = None) -> Profile:
 
     Returns:
         The resolved profile. ``auto`` looks for a GPU and for the full dataset at
-        :func:`dlnotes.paths.data_dir`.
+        :func:`dlnotes.runtime.paths.data_dir`.
 
     Raises:
         ValueError: If the requested name is unknown.
     """
-    from dlnotes import paths, runtime
+    from dlnotes.runtime import environment, paths
 
     requested = requested if requested is not None else os.environ.get(PROFILE_ENV, "auto")
     if requested.strip().lower() == "auto":
         return resolve_profile(
             requested,
-            gpu_available=runtime.gpu_available(),
+            gpu_available=environment.gpu_available(),
             full_data=full_dataset_present(paths.data_dir()),
         )
     return resolve_profile(requested, gpu_available=False, full_data=False)

@@ -89,9 +89,9 @@ def first_cell_source(repository_url: str, branch: str) -> str:
     anywhere else; then it calls :func:`dlnotes.runtime.setup`, which silences framework logs,
     prints the run profile and whether a GPU is visible, and says how to attach one. Data and
     pretrained weights are downloaded by the chapters that need them, when they first need them
-    (:func:`dlnotes.data.find_root`, :func:`dlnotes.hub.load_pretrained_classifier`,
-    :func:`dlnotes.transfer.pretrained_backbone_weights`). In the book the cell carries the tags
-    :data:`FIRST_CELL_TAGS`.
+    (:func:`dlnotes.data.find_root`, :func:`dlnotes.models.hub.load_pretrained_classifier`,
+    :func:`dlnotes.models.transfer.pretrained_backbone_weights`). In the book the cell carries
+    the tags :data:`FIRST_CELL_TAGS`.
 
     Args:
         repository_url: ``https://github.com/OWNER/REPO``.

@@ -71,9 +71,9 @@ def write_tiny_imagenet(
     dataset = Path(root) / "tiny-imagenet-200"
     # Real ImageNet-1k ids (spread over the list), so that code mapping classes onto ImageNet
     # outputs (pseudo-labelling) runs on the stand-in too. The pixels are synthetic patterns.
-    from dlnotes import hub
+    from dlnotes.data import imagenet_classes
 
-    imagenet = hub.imagenet_wnids()
+    imagenet = imagenet_classes.imagenet_wnids()
     if num_classes > len(imagenet):
         raise ValueError(f"num_classes must be at most {len(imagenet)}, got {num_classes}")
     class_ids = imagenet[:: len(imagenet) // num_classes][:num_classes]

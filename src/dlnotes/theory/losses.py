@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, TypedDict
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from dlnotes import calculus
+from dlnotes.theory import softmax
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack  # typing.Unpack for **kwargs needs Python 3.12
@@ -94,8 +94,8 @@ def softmax_cross_entropy(scores: ArrayLike, y: ArrayLike) -> tuple[float, Array
     """
     scores, labels = _check_scores_labels(scores, y)
     n = scores.shape[0]
-    loss = float(np.mean(calculus.cross_entropy(scores, labels)))
-    return loss, calculus.cross_entropy_grad(scores, labels) / n
+    loss = float(np.mean(softmax.cross_entropy(scores, labels)))
+    return loss, softmax.cross_entropy_grad(scores, labels) / n
 
 
 def regularization(

@@ -9,18 +9,26 @@ Each record is a ``tf.train.Example`` with three features:
 
 from __future__ import annotations
 
+import argparse
 import glob
 import os
 import re
+import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from tqdm import tqdm
 
-from dlnotes import data, runtime
+from dlnotes import runtime
+from dlnotes.data import decoding, tiny_imagenet
+from dlnotes.runtime import paths
 
-tf = runtime.import_quietly("tensorflow")
+if TYPE_CHECKING:
+    import tensorflow as tf
+else:
+    tf = runtime.import_quietly("tensorflow")
 
 COMPRESSIONS = ("", "GZIP", "ZLIB")
 SUFFIXES = {"": ".tfrecord", "GZIP": ".tfrecord.gz", "ZLIB": ".tfrecord.zz"}
@@ -47,12 +55,16 @@ def serialize_example(image_bytes: bytes, label: int, wnid: str) -> bytes:
         "label": tf.train.Feature(int64_list=tf.train.Int64List(value=[int(label)])),
         "wnid": tf.train.Feature(bytes_list=tf.train.BytesList(value=[wnid.encode()])),
     }
-    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
+    serialized: bytes = tf.train.Example(
+        features=tf.train.Features(feature=feature)
+    ).SerializeToString()
+    return serialized
 
 
 def parse_example(serialized: tf.Tensor) -> dict[str, tf.Tensor]:
     """Parse one serialised example into ``{"image": bytes, "label": int64, "wnid": bytes}``."""
-    return tf.io.parse_single_example(serialized, FEATURES)
+    parsed: dict[str, tf.Tensor] = tf.io.parse_single_example(serialized, FEATURES)
+    return parsed
 
 
 def _check_compression(compression: str) -> str:
@@ -108,7 +120,7 @@ def write_shards(
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise ValueError(f"{out_dir} is a file, not a folder for the shards")
-    data.verify_images(paths)
+    decoding.verify_images(paths)
     out_dir.mkdir(parents=True, exist_ok=True)
     for stale in _shards_of(out_dir, prefix, partial=True):  # left by a killed run
         stale.unlink()
@@ -182,7 +194,7 @@ def image_label_dataset(
     files: Sequence[str | os.PathLike[str]], *, compression: str = "", deterministic: bool = False
 ) -> tf.data.Dataset:
     """Read shards into ``(uint8 image, int32 label)`` pairs, ready for
-    :func:`dlnotes.pipeline.prepare_training` or evaluation.
+    :func:`dlnotes.data.pipeline.prepare_training` or evaluation.
 
     Args:
         files: Shard paths.
@@ -192,7 +204,7 @@ def image_label_dataset(
     Returns:
         The decoded dataset.
     """
-    from dlnotes import pipeline
+    from dlnotes.data import pipeline
 
     compression = _check_compression(compression)
     if not files:
@@ -264,3 +276,50 @@ def shard_files(out_dir: str | os.PathLike[str], prefix: str) -> list[Path]:
                 f"({suffix}): the set is incomplete; write it again"
             )
     return files
+
+
+_CLI_DOC = """Write one split of Tiny ImageNet as TFRecord shards of the original JPEG bytes.
+
+Usage:
+    python data_scripts/make_tfrecords.py --data-dir ROOT --out-dir OUT --split {train,val,test}
+        --num-shards N [--compression GZIP]
+"""
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``dlnotes-make-tfrecords``; returns the exit status.
+
+    Errors are printed on one line (exit status 1), never as a traceback.
+    """
+    parser = argparse.ArgumentParser(
+        prog="dlnotes-make-tfrecords", description=_CLI_DOC.splitlines()[0]
+    )
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=None,
+        help="dataset root (default: DLNOTES_DATA_DIR or the cache)",
+    )
+    parser.add_argument("--out-dir", type=Path, required=True, help="folder for the shards")
+    parser.add_argument("--split", choices=tiny_imagenet.SPLITS, required=True)
+    parser.add_argument("--num-shards", type=int, required=True)
+    parser.add_argument("--compression", choices=["GZIP", "ZLIB"], default="")
+    args = parser.parse_args(argv)
+    root = args.data_dir if args.data_dir is not None else paths.data_dir()
+    try:
+        files, labels, class_ids = tiny_imagenet.read_split(root, args.split)
+        shards = write_shards(
+            files,
+            labels,
+            class_ids,
+            args.out_dir,
+            prefix=args.split,
+            num_shards=args.num_shards,
+            compression=args.compression,
+        )
+    except (OSError, ValueError) as error:  # OSError: e.g. --out-dir is a file, a full disk
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    mib = sum(s.stat().st_size for s in shards) / 2**20
+    print(f"wrote {len(files)} {args.split} images into {len(shards)} shard(s), {mib:.1f} MiB")
+    return 0

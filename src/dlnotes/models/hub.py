@@ -18,11 +18,12 @@ the same loader.
 
 from __future__ import annotations
 
+import argparse
 import csv
 import hashlib
-import importlib.resources
 import os
 import shutil
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,80 +31,25 @@ from typing import Any
 
 import numpy as np
 
-from dlnotes import download, paths, runtime, storage
+from dlnotes import data, runtime
+from dlnotes.data import download, imagenet_classes
+from dlnotes.data.imagenet_classes import (
+    BACKGROUND_OFFSET,
+    class_logit_indices,
+    imagenet_wnids,
+    restrict_predictions,
+)
+from dlnotes.runtime import paths, storage
 
 SOURCE_NOTES_HANDLE = "https://tfhub.dev/google/tf2-preview/mobilenet_v2/classification/2"
 """The classifier the source notes used (version 2)."""
+
 MOBILENET_V2_HANDLE = (
     "https://www.kaggle.com/models/google/mobilenet-v2/TensorFlow2/tf2-preview-classification/4"
 )
 """The same classifier at its current version (4), where ``tfhub.dev`` now redirects."""
+
 MOBILENET_V2_INPUT_SIZE = 224
-BACKGROUND_OFFSET = 1
-
-
-def imagenet_wnids() -> list[str]:
-    """The 1,000 ImageNet-1k WordNet ids in class-index order (shipped with the package)."""
-    text = (
-        importlib.resources.files("dlnotes").joinpath("resources/imagenet1k_wnids.txt").read_text()
-    )
-    return [line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")]
-
-
-def class_logit_indices(
-    class_ids: Sequence[str], *, background_offset: int = BACKGROUND_OFFSET
-) -> np.ndarray:
-    """Indices of a dataset's classes among the outputs of an ImageNet classifier.
-
-    Args:
-        class_ids: The dataset's WordNet ids (e.g. from ``wnids.txt``).
-        background_offset: 1 for models with a background logit at index 0 (TF Hub's
-            MobileNetV2), 0 for 1000-way models (``keras.applications``).
-
-    Returns:
-        int64 array: output index of each class.
-
-    Raises:
-        ValueError: Naming the classes that are not ImageNet-1k classes.
-    """
-    index = {wnid: i for i, wnid in enumerate(imagenet_wnids())}
-    missing = [wnid for wnid in class_ids if wnid not in index]
-    if missing:
-        raise ValueError(f"classes not in ImageNet-1k, the model cannot predict them: {missing}")
-    return np.array([index[wnid] + background_offset for wnid in class_ids], dtype=np.int64)
-
-
-def restrict_predictions(logits: Any, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Predict among the dataset's classes only: softmax over their logits, then argmax.
-
-    The winning ImageNet class is often not a class of the dataset at all ("cardigan" for a
-    "military uniform"). Keeping only the dataset's logits and renormalising answers the right
-    question: which of *these* classes is it?
-
-    Args:
-        logits: ``(N, outputs)`` logits of an ImageNet classifier.
-        indices: Output index of each dataset class (:func:`class_logit_indices`).
-
-    Returns:
-        ``(labels, confidence)``: dataset label indices ``(N,)`` and the renormalised
-        probability of the chosen class ``(N,)``.
-
-    Raises:
-        ValueError: If an index is outside the logits.
-    """
-    logits = np.asarray(logits, dtype=np.float64)
-    if logits.ndim != 2:
-        raise ValueError(f"logits must have shape (N, outputs), got {logits.shape}")
-    if indices.size == 0 or indices.min() < 0 or indices.max() >= logits.shape[1]:
-        raise ValueError(
-            f"class indices must lie in [0, {logits.shape[1]}), got {indices.tolist()}"
-        )
-    restricted = logits[:, indices]
-    restricted = restricted - restricted.max(axis=1, keepdims=True)
-    probabilities = np.exp(restricted)
-    probabilities /= probabilities.sum(axis=1, keepdims=True)
-    labels = probabilities.argmax(axis=1)
-    return labels, probabilities[np.arange(len(labels)), labels]
 
 
 @dataclass
@@ -164,7 +110,9 @@ def _background_logit_layer() -> Any:
     """A Keras layer that puts a background logit in front of 1,000 ImageNet logits."""
     keras = runtime.import_quietly("keras")
 
-    class BackgroundLogit(keras.layers.Layer):
+    base: Any = keras.layers.Layer  # Keras is untyped for mypy
+
+    class BackgroundLogit(base):
         """Prepend a "background" logit equal to the row's smallest logit (it never wins)."""
 
         def call(self, logits: Any) -> Any:
@@ -187,7 +135,7 @@ def export_hub_convention_classifier(
 
     Args:
         weights: The Keras weights file of the full classifier
-            (:data:`dlnotes.paths.MOBILENET_V2_WEIGHTS`).
+            (:data:`dlnotes.runtime.paths.MOBILENET_V2_WEIGHTS`).
         path: Folder to export to; must not exist. It appears only once complete.
 
     Returns:
@@ -232,7 +180,7 @@ def cached_hub_convention_classifier(weights: str | os.PathLike[str]) -> Path:
         weights: The Keras weights file of the full classifier.
 
     Returns:
-        The SavedModel folder under ``dlnotes.paths.cache_dir() / "models"``.
+        The SavedModel folder under ``dlnotes.runtime.paths.cache_dir() / "models"``.
 
     Raises:
         FileNotFoundError: If ``weights`` is missing.
@@ -263,7 +211,7 @@ def load_pretrained_classifier(handle: str = MOBILENET_V2_HANDLE) -> Classifier:
         The classifier.
 
     Raises:
-        dlnotes.paths.PretrainedUnavailable: If neither source is available (no
+        dlnotes.runtime.paths.PretrainedUnavailable: If neither source is available (no
             ``$DLNOTES_PRETRAINED_DIR`` and the download failed).
         FileNotFoundError: If ``$DLNOTES_PRETRAINED_DIR`` lacks the weights file.
     """
@@ -315,6 +263,7 @@ def toy_classifier(
     from dlnotes import data
 
     train = data.read_split(root, "train", subset=subset)
+    assert train.labels is not None  # the training split is always labelled
     folder = export_standin_classifier(
         path, data.load_images(train.paths), train.labels, train.class_ids, epochs=epochs
     )
@@ -357,7 +306,8 @@ def predict_logits(
     """
     from tqdm import tqdm
 
-    from dlnotes import data, pipeline
+    from dlnotes import data
+    from dlnotes.data import pipeline
 
     tf = runtime.import_quietly("tensorflow")
     if not paths:
@@ -554,3 +504,77 @@ def export_standin_classifier(
     model.fit(inputs, targets, batch_size=64, epochs=epochs, verbose=0)
     model.export(str(path), format="tf_saved_model", verbose=False)
     return path
+
+
+_CLI_DOC = """Label a split of Tiny ImageNet with a pretrained ImageNet classifier, moving no file.
+
+Usage:
+    python data_scripts/pseudo_label.py --data-dir ROOT --split test [--model HANDLE_OR_PATH]
+        --out labels.csv [--threshold T] [--batch-size B]
+
+HANDLE_OR_PATH is a TF Hub handle or a local SavedModel folder; by default the MobileNetV2 ImageNet
+classifier of the source notes (offline: exported from the weights in $DLNOTES_PRETRAINED_DIR, see
+dlnotes.models.hub.load_pretrained_classifier). Predictions are restricted to the dataset's own
+classes; rows below the confidence threshold are left out. The CSV (path,wnid,confidence) can be
+passed to dlnotes.data.read_split(..., labels_csv=...) to use the labels.
+"""
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``dlnotes-pseudo-label``; returns the exit status.
+
+    Errors are printed on one line (exit status 1), never as a traceback; unreadable images are
+    named.
+    """
+    parser = argparse.ArgumentParser(
+        prog="dlnotes-pseudo-label", description=_CLI_DOC.splitlines()[0]
+    )
+    parser.add_argument("--data-dir", type=Path, default=None, help="dataset root")
+    parser.add_argument("--split", choices=data.SPLITS, default="test")
+    parser.add_argument(
+        "--model",
+        default=None,
+        help=f"TF Hub handle or SavedModel folder (default: {MOBILENET_V2_HANDLE}, or the "
+        f"weights in ${paths.PRETRAINED_DIR_ENV})",
+    )
+    parser.add_argument("--out", type=Path, required=True, help="CSV manifest to write")
+    parser.add_argument(
+        "--threshold", type=float, default=0.0, help="minimum confidence to keep a row"
+    )
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--input-size", type=int, default=MOBILENET_V2_INPUT_SIZE)
+    args = parser.parse_args(argv)
+    root = args.data_dir if args.data_dir is not None else paths.data_dir()
+    try:
+        if not 0 <= args.threshold <= 1:
+            raise ValueError(f"--threshold must be in [0, 1], got {args.threshold}")
+        if args.batch_size < 1 or args.input_size < 1:
+            raise ValueError(
+                f"--batch-size and --input-size must be positive, got {args.batch_size} and "
+                f"{args.input_size}"
+            )
+        split = data.read_split(root, args.split)
+        indices = imagenet_classes.class_logit_indices(split.class_ids)
+        classifier = (
+            load_pretrained_classifier()
+            if args.model is None
+            else load_classifier(args.model, input_size=args.input_size)
+        )
+        labels, confidence = predict_split(
+            classifier,
+            split.paths,
+            indices,
+            batch_size=args.batch_size,
+            progress=sys.stderr.isatty(),
+        )
+        kept = write_manifest(
+            args.out, split.paths, labels, confidence, split.class_ids, threshold=args.threshold
+        )
+    except (OSError, ValueError, paths.PretrainedUnavailable) as error:  # bad images are named
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    print(
+        f"labelled {len(split.paths)} {args.split} images; wrote {kept} rows with confidence "
+        f"≥ {args.threshold} to {args.out}"
+    )
+    return 0

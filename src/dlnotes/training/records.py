@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from dlnotes import paths
+from dlnotes.runtime import paths
+from dlnotes.training.callbacks import read_log
 
 REPOSITORY_RAW_URL = "https://raw.githubusercontent.com/dlnotes/dlnotes/main"
 """Raw-file address of the repository (the same repository and branch as ``_config.yml``)."""
@@ -76,7 +77,6 @@ def load_run(name: str, *, root: str | os.PathLike[str] | None = None) -> Record
     Raises:
         FileNotFoundError: If the run folder lacks one of its files.
     """
-    from dlnotes import training
 
     if root is not None:
         folder = Path(root) / name
@@ -91,7 +91,7 @@ def load_run(name: str, *, root: str | os.PathLike[str] | None = None) -> Record
         name=name,
         config=json.loads((folder / "config.json").read_text()),
         metrics=json.loads(metrics_file.read_text()) if metrics_file.is_file() else {},
-        history=training.read_log(folder / "history.csv"),
+        history=read_log(folder / "history.csv"),
     )
 
 

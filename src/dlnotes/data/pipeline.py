@@ -256,7 +256,7 @@ def prepare_training(
     """Shuffle, augment, batch, normalise and prefetch a dataset of ``(uint8 image, label)``.
 
     The shared tail of :func:`train_dataset` and of training from TFRecord shards
-    (:func:`dlnotes.tfrecord.image_label_dataset`).
+    (:func:`dlnotes.data.tfrecord.image_label_dataset`).
 
     Args:
         dataset: Unbatched ``(image, label)`` pairs with uint8 images.

@@ -31,6 +31,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 SPLITS = ("train", "val", "test")
+
 IMAGE_SUFFIXES = frozenset({".jpeg", ".jpg", ".png"})
 
 
@@ -123,8 +124,10 @@ def read_class_names(
 
 SMOKE_CLASSES = 10
 """At most this many classes in the smoke profile."""
+
 SMOKE_TRAIN_PER_CLASS = 100
 """At most this many training images per class in the smoke profile."""
+
 SMOKE_TEST_IMAGES = 100
 """At most this many (unlabelled) test images in the smoke profile."""
 
@@ -211,8 +214,8 @@ def profile_subset(root: str | os.PathLike[str], profile: Any = None) -> Subset:
 
     Args:
         root: The dataset root.
-        profile: A :class:`dlnotes.profiles.Profile`, a profile name (``"smoke"``, ``"full"``,
-            ``"auto"``) or None for the current profile.
+        profile: A :class:`dlnotes.runtime.profiles.Profile`, a profile name (``"smoke"``,
+            ``"full"``, ``"auto"``) or None for the current profile.
 
     Returns:
         ``Subset()`` (everything) in the full profile, :func:`smoke_subset` otherwise.
@@ -221,7 +224,7 @@ def profile_subset(root: str | os.PathLike[str], profile: Any = None) -> Subset:
         ValueError: For an unknown profile name.
         FileNotFoundError: If ``root`` is not a dataset root.
     """
-    from dlnotes import profiles
+    from dlnotes.runtime import profiles
 
     if profile is None or isinstance(profile, str):
         profile = profiles.get_profile(profile)
@@ -352,12 +355,12 @@ def read_split(
         paths, labels = read_labels_csv(labels_csv, class_ids)
         return SplitFiles(paths, labels, class_ids)
     if split == "train":
-        paths, labels = [], []
+        paths, label_list = [], []
         for index, wnid in enumerate(class_ids):
             images = _list_images(root / "train" / wnid / "images")[: subset.max_per_class]
             paths.extend(str(p) for p in images)
-            labels.extend([index] * len(images))
-        return SplitFiles(paths, np.asarray(labels, dtype=np.int64), class_ids)
+            label_list.extend([index] * len(images))
+        return SplitFiles(paths, np.asarray(label_list, dtype=np.int64), class_ids)
     if split == "val":
         paths, label_array = _read_val_annotations(root, all_classes, class_index)
         return SplitFiles(paths, label_array, class_ids)
@@ -365,159 +368,12 @@ def read_split(
     return SplitFiles([str(p) for p in test_images], None, class_ids)
 
 
-def verify_images(paths: Sequence[str | os.PathLike[str]]) -> None:
-    """Decode every image completely and report those that cannot be read.
-
-    tf.data reports a broken JPEG deep inside a pipeline, without its file name; run this once on
-    a new dataset (the TFRecord writer does it for every file) to get a message that names the
-    files.
-
-    Args:
-        paths: Image files.
-
-    Raises:
-        ValueError: Naming every file that is missing, truncated or not an image.
-    """
-    from PIL import Image, UnidentifiedImageError
-
-    problems = []
-    for path in paths:
-        try:
-            with Image.open(path) as image:
-                image.load()
-        except (OSError, UnidentifiedImageError, SyntaxError) as error:
-            problems.append(f"{path}: {error}")
-    if problems:
-        listed = "\n  ".join(problems[:20])
-        more = f"\n  … and {len(problems) - 20} more" if len(problems) > 20 else ""
-        raise ValueError(f"{len(problems)} unreadable image file(s):\n  {listed}{more}")
-
-
-def _decode_into(images: np.ndarray, paths: Sequence[str | os.PathLike[str]], size: int) -> None:
-    from PIL import Image
-
-    for index, path in enumerate(paths):
-        try:
-            with Image.open(path) as image:
-                image = image.convert("RGB")
-                if image.size != (size, size):
-                    image = image.resize((size, size), Image.BILINEAR)
-                images[index] = np.asarray(image)
-        except OSError as error:
-            raise ValueError(f"cannot decode {path}: {error}") from error
-
-
-def _decode_chunk(paths: Sequence[str], size: int) -> np.ndarray:
-    images = np.empty((len(paths), size, size, 3), dtype=np.uint8)
-    _decode_into(images, paths, size)
-    return images
-
-
-def load_images(
-    paths: Sequence[str | os.PathLike[str]],
-    *,
-    image_size: int = 64,
-    progress: bool = False,
-    workers: int = 1,
-) -> np.ndarray:
-    """Decode images into one uint8 array ``(N, image_size, image_size, 3)``, without TensorFlow.
-
-    Grayscale files are converted to RGB; other sizes are resized. The whole Tiny ImageNet
-    training split takes 1.2 GB this way. Used by the training command on any Keras backend.
-
-    Decoding a 64×64 JPEG with Pillow costs about 0.2 ms of one core, mostly Python overhead that
-    holds the GIL, so threads do not help; ``workers > 1`` decodes chunks in that many fresh
-    processes (``spawn``, safe after TensorFlow or JAX have started threads).
-
-    Args:
-        paths: Image files.
-        image_size: Height and width of the result.
-        progress: Show a progress bar.
-        workers: Processes to decode with; 1 decodes in this process.
-
-    Returns:
-        The array.
-
-    Raises:
-        ValueError: If ``paths`` is empty, ``workers`` < 1 or an image cannot be read (naming
-            the file).
-    """
-    from tqdm import tqdm
-
-    if len(paths) == 0:
-        raise ValueError("load_images needs at least one path, got none")
-    if workers < 1:
-        raise ValueError(f"workers must be at least 1, got {workers}")
-    paths = [str(path) for path in paths]
-    chunk = 2048
-    if workers == 1 or len(paths) <= chunk:
-        images = np.empty((len(paths), image_size, image_size, 3), dtype=np.uint8)
-        for start in tqdm(
-            range(0, len(paths), chunk), desc="decoding", unit="chunk", disable=not progress
-        ):
-            _decode_into(images[start : start + chunk], paths[start : start + chunk], image_size)
-        return images
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-
-    starts = range(0, len(paths), chunk)
-    images = np.empty((len(paths), image_size, image_size, 3), dtype=np.uint8)
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(min(workers, len(starts)), mp_context=context) as pool:
-        decoded = pool.map(
-            _decode_chunk, [paths[s : s + chunk] for s in starts], [image_size] * len(starts)
-        )
-        for start, block in zip(
-            starts,
-            tqdm(decoded, total=len(starts), desc="decoding", unit="chunk", disable=not progress),
-            strict=True,
-        ):
-            images[start : start + len(block)] = block
-    return images
-
-
-def pixel_stats(images: np.ndarray, *, chunk: int = 1024) -> tuple[np.ndarray, np.ndarray]:
-    """Per-channel mean and standard deviation of uint8 images, in bounded memory.
-
-    Sums and sums of squares are accumulated exactly in int64, ``chunk`` images at a time, so the
-    extra memory is one chunk in int64 (100 MB for 1,024 images of 64×64×3) instead of a float
-    copy of the whole array (``images.reshape(-1, 3).std(axis=0)`` needs ≈ 9 GiB more for the
-    Tiny ImageNet training split).
-
-    Args:
-        images: ``(N, H, W, C)`` uint8 array.
-        chunk: Images per accumulation step (≥ 1).
-
-    Returns:
-        ``(mean, std)``, two float64 arrays of C entries, in pixel units [0, 255].
-
-    Raises:
-        ValueError: If ``images`` is not a non-empty 4-D uint8 array or ``chunk`` < 1.
-    """
-    if images.dtype != np.uint8 or images.ndim != 4 or len(images) == 0:
-        raise ValueError(
-            f"expected a non-empty (N, H, W, C) uint8 array, got {images.dtype} {images.shape}"
-        )
-    if chunk < 1:
-        raise ValueError(f"chunk must be at least 1, got {chunk}")
-    channels = images.shape[-1]
-    total = np.zeros(channels, dtype=np.int64)
-    squares = np.zeros(channels, dtype=np.int64)
-    for start in range(0, len(images), chunk):
-        block = images[start : start + chunk].reshape(-1, channels).astype(np.int64)
-        total += block.sum(axis=0)
-        squares += np.einsum("ij,ij->j", block, block)
-    count = images.size // channels
-    mean = total / count
-    variance = squares / count - mean**2
-    return mean, np.sqrt(np.maximum(variance, 0.0))
-
-
 SYNTHETIC_FOLDER = "synthetic-tiny-imagenet"
 
 
 def _synthetic_stand_in() -> Path:
-    from dlnotes import paths, synthetic
+    from dlnotes.data import synthetic
+    from dlnotes.runtime import paths
 
     stand_in = paths.cache_dir() / SYNTHETIC_FOLDER / "tiny-imagenet-200"
     if not (stand_in / "wnids.txt").is_file():
@@ -535,17 +391,17 @@ def _synthetic_stand_in() -> Path:
 def find_root(profile: Any = None, *, announce: bool = True) -> Path:
     """The dataset root a chapter reads; downloads Tiny ImageNet the first time.
 
-    * ``$DLNOTES_DATA_DIR`` or the cache (:func:`dlnotes.paths.data_dir`) when it holds a
+    * ``$DLNOTES_DATA_DIR`` or the cache (:func:`dlnotes.runtime.paths.data_dir`) when it holds a
       dataset;
     * otherwise the real Tiny ImageNet is downloaded there — verified, extracted atomically,
-      with a progress bar (:func:`dlnotes.download.prepare_tiny_imagenet`; a mirror can be set
+      with a progress bar (:func:`dlnotes.data.download.prepare_tiny_imagenet`; a mirror can be set
       with ``$DLNOTES_DATA_URL`` and ``$DLNOTES_DATA_MD5``);
     * only when the download cannot be made: in the smoke profile, a synthetic stand-in in the
       original layout (10 classes, 100 training images each), with a warning box on the page
-      (:func:`dlnotes.runtime.show_stand_in`); in the full profile, an error.
+      (:func:`dlnotes.runtime.notices.show_stand_in`); in the full profile, an error.
 
     Args:
-        profile: A :class:`dlnotes.profiles.Profile`; defaults to the current one.
+        profile: A :class:`dlnotes.runtime.profiles.Profile`; defaults to the current one.
         announce: Print which data is used.
 
     Returns:
@@ -557,7 +413,9 @@ def find_root(profile: Any = None, *, announce: bool = True) -> Path:
         ValueError: If ``$DLNOTES_DATA_URL`` is set without ``$DLNOTES_DATA_MD5`` or the other
             way round.
     """
-    from dlnotes import download, paths, profiles, runtime
+    from dlnotes import runtime
+    from dlnotes.data import download
+    from dlnotes.runtime import paths, profiles
 
     root = paths.data_dir()
     if download.is_prepared(root):

@@ -1,7 +1,7 @@
-"""Training helpers: precision, optimiser and schedule, callbacks, sanity checks, logs.
+"""What runs around ``fit``: the throughput meter, the run folder's checkpoints and logs.
 
-Everything is backend-agnostic Keras 3; the TensorFlow-only piece (``tf.distribute``) is imported
-only when asked for.
+The checkpoints are never half-written (:class:`RunBackup`), the best weights stay the best
+across resumes, and a full disk stops the run before a checkpoint is torn (:class:`FreeSpaceCheck`).
 """
 
 from __future__ import annotations
@@ -14,258 +14,17 @@ import os
 import shutil
 import signal
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import keras
 import numpy as np
 
-from dlnotes import calculus, runtime, storage
+from dlnotes.runtime import import_quietly, storage
 
-
-def precision_policy(compute_capability: tuple[int, int] | None) -> str:
-    """Pick the Keras dtype policy for an accelerator.
-
-    * bfloat16 on NVIDIA GPUs of compute capability 8.0 or newer (A100, L4, H100) — same range as
-      float32, no loss scaling needed;
-    * float16 (with loss scaling) on 7.x cards such as the T4 of free Colab, which have float16
-      but no bfloat16 tensor cores;
-    * float32 on CPUs and older GPUs.
-
-    Args:
-        compute_capability: ``(major, minor)`` of the GPU, or None for a CPU.
-
-    Returns:
-        ``"mixed_bfloat16"``, ``"mixed_float16"`` or ``"float32"``.
-    """
-    if compute_capability is None:
-        return "float32"
-    major = compute_capability[0]
-    if major >= 8:
-        return "mixed_bfloat16"
-    if major == 7:
-        return "mixed_float16"
-    return "float32"
-
-
-def gpu_compute_capability() -> tuple[int, int] | None:
-    """Compute capability of the first GPU of the active Keras backend, or None without a GPU."""
-    backend = runtime.keras_backend()
-    try:
-        if backend == "tensorflow":
-            tf = runtime.import_quietly("tensorflow")
-            gpus = tf.config.list_physical_devices("GPU")
-            if gpus:
-                return tuple(
-                    tf.config.experimental.get_device_details(gpus[0])["compute_capability"]
-                )
-        elif backend == "jax":
-            jax = runtime.import_quietly("jax")
-            gpus = [d for d in jax.devices() if d.platform == "gpu"]
-            if gpus:
-                major, minor = str(gpus[0].compute_capability).split(".")[:2]
-                return int(major), int(minor)
-        elif backend == "torch":
-            torch = runtime.import_quietly("torch")
-            if torch.cuda.is_available():
-                return tuple(torch.cuda.get_device_capability(0))
-    except (ImportError, KeyError, AttributeError, ValueError):
-        return None
-    return None
-
-
-# Dense tensor-core peaks from the vendors' datasheets, in FLOP/s: (16-bit, 32-bit/TF32).
-PEAK_FLOPS = {
-    "H100": (989e12, 494.5e12),
-    "H200": (989e12, 494.5e12),
-    "A100": (312e12, 156e12),
-    "L4": (121e12, 60e12),
-    "T4": (65e12, 8.1e12),
-}
-
-
-def peak_flops(device: str, precision: str) -> float | None:
-    """Datasheet peak of an NVIDIA GPU for a precision, to compute model-FLOP utilisation.
-
-    Args:
-        device: Device description containing the model name, e.g. ``"NVIDIA H100 80GB HBM3"``.
-        precision: A dtype policy name; ``"mixed_*"`` counts as 16-bit, anything else as 32-bit
-            (TF32 tensor cores on Ampere and newer).
-
-    Returns:
-        FLOP/s, or None for an unknown device (e.g. a CPU).
-    """
-    for name, (half, single) in PEAK_FLOPS.items():
-        if name in device:
-            return half if precision.startswith("mixed") else single
-    return None
-
-
-def learning_rate_schedule(
-    *,
-    peak: float,
-    steps_per_epoch: int,
-    epochs: int,
-    warmup_epochs: float = 5,
-    initial_scale: float = 0.01,
-    final_scale: float = 0.01,
-) -> keras.optimizers.schedules.LearningRateSchedule:
-    """Linear warm-up from ``initial_scale·peak`` to ``peak``, cosine decay to ``final_scale·peak``.
-
-    Keras' ``CosineDecay`` with its ``warmup_target`` does exactly this. The defaults are the source
-    notes': peak 1e-3, start and end at 1 % of the peak, 5 warm-up epochs.
-
-    Args:
-        peak: Largest learning rate (> 0).
-        steps_per_epoch: Optimiser steps per epoch (≥ 1).
-        epochs: Total epochs, warm-up included (≥ 1).
-        warmup_epochs: Epochs of linear warm-up (0 ≤ warmup_epochs < epochs).
-        initial_scale: Learning rate at step 0, as a fraction of the peak.
-        final_scale: Learning rate at the last step, as a fraction of the peak.
-
-    Returns:
-        The schedule (a function of the step).
-
-    Raises:
-        ValueError: For out-of-range arguments.
-    """
-    if not peak > 0:
-        raise ValueError(f"peak must be positive, got {peak!r}")
-    if steps_per_epoch < 1 or epochs < 1:
-        raise ValueError(
-            f"steps_per_epoch and epochs must be at least 1, got {steps_per_epoch}, {epochs}"
-        )
-    if not 0 <= warmup_epochs < epochs:
-        raise ValueError(f"warmup_epochs must be in [0, {epochs}), got {warmup_epochs!r}")
-    for name, scale in (("initial_scale", initial_scale), ("final_scale", final_scale)):
-        if not 0 <= scale <= 1:
-            raise ValueError(f"{name} must be in [0, 1], got {scale!r}")
-    warmup_steps = round(warmup_epochs * steps_per_epoch)
-    total_steps = epochs * steps_per_epoch
-    return keras.optimizers.schedules.CosineDecay(
-        initial_learning_rate=peak * initial_scale if warmup_steps else peak,
-        decay_steps=max(total_steps - warmup_steps, 1),
-        alpha=final_scale,
-        warmup_target=peak if warmup_steps else None,
-        warmup_steps=warmup_steps,
-    )
-
-
-def make_optimizer(
-    name: str,
-    learning_rate: Any,
-    *,
-    weight_decay: float | None = None,
-    momentum: float = 0.9,
-) -> keras.optimizers.Optimizer:
-    """Build ``"sgd"`` (Nesterov momentum), ``"adam"`` or ``"adamw"``, with decoupled weight decay.
-
-    Weight decay is not applied to batch-normalisation parameters and biases.
-
-    Args:
-        name: Optimiser name.
-        learning_rate: A float or a schedule.
-        weight_decay: Decoupled weight decay, or None.
-        momentum: Momentum of SGD.
-
-    Returns:
-        The optimiser.
-
-    Raises:
-        ValueError: For an unknown name or a negative weight decay.
-    """
-    if weight_decay is not None and weight_decay < 0:
-        raise ValueError(f"weight_decay must be non-negative, got {weight_decay!r}")
-    if name == "sgd":
-        optimizer = keras.optimizers.SGD(
-            learning_rate, momentum=momentum, nesterov=True, weight_decay=weight_decay
-        )
-    elif name == "adam":
-        optimizer = keras.optimizers.Adam(learning_rate, weight_decay=weight_decay)
-    elif name == "adamw":
-        optimizer = keras.optimizers.AdamW(learning_rate, weight_decay=weight_decay or 0.0)
-    else:
-        raise ValueError(f"optimizer must be 'sgd', 'adam' or 'adamw', got {name!r}")
-    if weight_decay:
-        optimizer.exclude_from_weight_decay(var_names=["gamma", "beta", "bias"])
-    return optimizer
-
-
-def compile_classifier(
-    model: keras.Model,
-    optimizer: keras.optimizers.Optimizer,
-    *,
-    label_smoothing: float = 0.0,
-    policy: str = "float32",
-    jit_compile: bool | str = "auto",
-    steps_per_execution: int = 1,
-    soft_targets: bool = False,
-) -> keras.Model:
-    """Compile a logits model with top-1 and top-5 accuracy.
-
-    Label smoothing needs one-hot targets in Keras' loss, so with smoothing — or with
-    ``soft_targets``, e.g. the blended targets of MixUp/CutMix — the targets are expected as
-    probability rows (see :func:`one_hot`); otherwise, sparse integer labels are used. The loss is
-    averaged with the sample weights (``"mean_with_sample_weight"``), so zero-weight padding
-    leaves both the loss and the metrics of an evaluation unchanged.
-
-    Args:
-        model: Model producing logits.
-        optimizer: The optimiser; wrapped in a ``LossScaleOptimizer`` for ``mixed_float16``.
-        label_smoothing: In [0, 1).
-        policy: The dtype policy the model was built with.
-        jit_compile: Passed to ``compile`` (XLA).
-        steps_per_execution: Training steps per compiled call (fewer host round trips).
-        soft_targets: Expect probability rows as targets even without label smoothing.
-
-    Returns:
-        The compiled model.
-
-    Raises:
-        ValueError: For label smoothing outside [0, 1).
-    """
-    if not 0 <= label_smoothing < 1:
-        raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing!r}")
-    if policy == "mixed_float16":
-        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
-    if label_smoothing or soft_targets:
-        loss: keras.losses.Loss = keras.losses.CategoricalCrossentropy(
-            from_logits=True,
-            label_smoothing=label_smoothing,
-            reduction="mean_with_sample_weight",
-        )
-        metrics = [
-            keras.metrics.CategoricalAccuracy(name="accuracy"),
-            keras.metrics.TopKCategoricalAccuracy(k=5, name="top5"),
-        ]
-    else:
-        loss = keras.losses.SparseCategoricalCrossentropy(
-            from_logits=True, reduction="mean_with_sample_weight"
-        )
-        metrics = [
-            keras.metrics.SparseCategoricalAccuracy(name="accuracy"),
-            keras.metrics.SparseTopKCategoricalAccuracy(k=5, name="top5"),
-        ]
-    model.compile(
-        optimizer=optimizer,
-        loss=loss,
-        weighted_metrics=metrics,
-        jit_compile=jit_compile,
-        steps_per_execution=steps_per_execution,
-    )
-    return model
-
-
-def one_hot(labels: Sequence[int] | np.ndarray, num_classes: int) -> np.ndarray:
-    """Integer labels → float32 one-hot rows."""
-    labels = np.asarray(labels, dtype=np.int64)
-    if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
-        raise ValueError(
-            f"labels must be in [0, {num_classes}), got range [{labels.min()}, {labels.max()}]"
-        )
-    return np.eye(num_classes, dtype=np.float32)[labels]
+if TYPE_CHECKING:
+    import keras
+else:
+    keras = import_quietly("keras")  # quietly: the first import of TensorFlow logs to stderr
 
 
 class Throughput(keras.callbacks.Callback):
@@ -293,7 +52,7 @@ class Throughput(keras.callbacks.Callback):
         self._start = 0.0
         self._open = False
 
-    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+    def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         self._start, self._open = time.perf_counter(), True
 
     def _close(self) -> None:
@@ -306,10 +65,10 @@ class Throughput(keras.callbacks.Callback):
         if images:
             self.rates.append(images / (time.perf_counter() - self._start))
 
-    def on_test_begin(self, logs: dict | None = None) -> None:
+    def on_test_begin(self, logs: dict[str, Any] | None = None) -> None:
         self._close()
 
-    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         self._close()
         self.epoch_seconds.append(time.perf_counter() - self._start)
 
@@ -323,10 +82,15 @@ class Throughput(keras.callbacks.Callback):
 
 # The run folder's checkpoint files (see :class:`RunBackup`).
 BACKUP_WEIGHTS = "latest.weights.h5"
+
 BACKUP_METADATA = "training_metadata.json"
+
 STAGED_WEIGHTS = "next.weights.h5"
+
 STAGED_BEST = "next-best.weights.h5"
+
 PENDING_METADATA = "next_metadata.json"
+
 KILL_POINT_ENV = "DLNOTES_TEST_KILL_AT"
 """Test hook: ``"POINT:EPOCH"`` makes the process SIGKILL itself at that point of the backup of
 that (0-based) epoch; POINT is ``staged``, ``committed`` or ``rolling`` (see :class:`RunBackup`)."""
@@ -385,7 +149,8 @@ def recover_backup(backup_dir: str | os.PathLike[str]) -> dict[str, Any]:
             f"the backup's metadata {metadata_path} is damaged ({error}); delete {backup_dir} "
             "to train from the start"
         ) from error
-    return metadata
+    checked: dict[str, Any] = metadata
+    return checked
 
 
 def resumed_epoch(backup_dir: str | os.PathLike[str]) -> int:
@@ -449,7 +214,7 @@ class RunBackup(keras.callbacks.BackupAndRestore):
         self.best_path = None if best_path is None else Path(best_path)
         self._best_at_epoch_begin: Any = None
 
-    def on_train_begin(self, logs: dict | None = None) -> None:
+    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
         metadata = recover_backup(self.backup_path)
         if not metadata:
             return
@@ -469,7 +234,7 @@ class RunBackup(keras.callbacks.BackupAndRestore):
         if self.best_checkpoint is not None and metadata.get("best") is not None:
             self.best_checkpoint.best = float(metadata["best"])
 
-    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+    def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         if self.best_checkpoint is not None:
             self._best_at_epoch_begin = self.best_checkpoint.best
 
@@ -543,7 +308,7 @@ class FreeSpaceCheck(keras.callbacks.Callback):
         )
         return int(data_bytes) + 8192 * len(variables) + (1 << 16)  # HDF5's per-array overhead
 
-    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         needed = 2 * self.checkpoint_bytes() + self.margin
         free = shutil.disk_usage(self.out_dir).free
         if free < needed:
@@ -655,93 +420,3 @@ def training_callbacks(
             keras.callbacks.TensorBoard(str(out_dir / "tensorboard"), write_graph=False)
         )
     return callbacks
-
-
-@dataclass(frozen=True)
-class SanityReport:
-    """Initial loss and accuracy against what an untrained classifier should give."""
-
-    initial_loss: float
-    expected_loss: float
-    initial_accuracy: float
-    expected_accuracy: float
-
-    @property
-    def ok(self) -> bool:
-        """Loss within 20 % of ln(C); accuracy at most 3× chance."""
-        return (
-            abs(self.initial_loss - self.expected_loss) < 0.2 * self.expected_loss
-            and self.initial_accuracy <= 3 * self.expected_accuracy + 1e-9
-        )
-
-
-def initial_sanity(
-    model: keras.Model,
-    images: np.ndarray,
-    labels: np.ndarray,
-    num_classes: int,
-    *,
-    batch_size: int = 256,
-) -> SanityReport:
-    """Loss and accuracy of an untrained model: the loss should be ≈ ln(C), the accuracy ≈ 1/C.
-
-    The logits come from forward passes in **training mode**, as in the first steps of training:
-    batch normalisation then normalises with each batch's statistics. In inference mode an
-    untrained network would use its initial moving statistics (mean 0, variance 1), which do not
-    normalise anything, so the activations and the logits would grow layer after layer and the
-    loss would say nothing about the model training starts from. The passes go through
-    ``stateless_call``, so nothing in the model changes (no moving statistics are updated).
-
-    Args:
-        model: An untrained model producing logits.
-        images: Inputs.
-        labels: Integer labels.
-        num_classes: Number of classes C.
-        batch_size: Images per forward pass (batch statistics need a few dozen).
-
-    Returns:
-        The report.
-
-    Raises:
-        ValueError: If images and labels differ in length or a label is outside [0, C).
-    """
-    labels = np.asarray(labels, dtype=np.int64)
-    if len(images) != len(labels) or len(labels) == 0:
-        raise ValueError(
-            f"need as many labels as images (at least one), got {len(labels)} and {len(images)}"
-        )
-    if labels.min() < 0 or labels.max() >= num_classes:
-        raise ValueError(
-            f"labels must be in [0, {num_classes}), got [{labels.min()}, {labels.max()}]"
-        )
-    trainable = [v.value for v in model.trainable_variables]
-    non_trainable = [v.value for v in model.non_trainable_variables]
-    losses, correct = [], 0
-    for start in range(0, len(images), batch_size):
-        logits, _ = model.stateless_call(
-            trainable, non_trainable, images[start : start + batch_size], training=True
-        )
-        logits = keras.ops.convert_to_numpy(logits).astype(np.float64)
-        log_probabilities = calculus.log_softmax(logits)
-        batch_labels = labels[start : start + batch_size]
-        losses.append(-log_probabilities[np.arange(len(batch_labels)), batch_labels])
-        correct += int(np.sum(logits.argmax(axis=1) == batch_labels))
-    return SanityReport(
-        initial_loss=float(np.concatenate(losses).mean()),
-        expected_loss=math.log(num_classes),
-        initial_accuracy=correct / len(labels),
-        expected_accuracy=1.0 / num_classes,
-    )
-
-
-def overfit_one_batch(
-    model: keras.Model, images: np.ndarray, labels: np.ndarray, *, steps: int = 60
-) -> float:
-    """Train on a single batch for ``steps`` steps and return its final training accuracy.
-
-    A model that cannot memorise one batch has a bug (wrong labels, a broken loss, a frozen layer).
-    """
-    history = model.fit(
-        images, labels, batch_size=len(images), epochs=steps, verbose=0, shuffle=False
-    )
-    return float(history.history["accuracy"][-1])

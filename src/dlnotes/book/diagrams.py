@@ -7,7 +7,7 @@ Everything is plain matplotlib, so the book needs no system package (no graphviz
   value (green, above) and the gradient (red, below) on every wire;
 * :func:`draw_layer_graph` draws the layers of a small functional Keras model — one block of the
   ResNet — with their output shapes, from the model's own layer graph;
-* :func:`draw_network` draws the blocks of the whole ResNet (:func:`dlnotes.architecture.
+* :func:`draw_network` draws the blocks of the whole ResNet (:func:`dlnotes.models.inspection.
   block_table`) with their output shapes.
 
 Because the diagrams are computed from the running code, they cannot drift from it.
@@ -25,7 +25,8 @@ from matplotlib.figure import Figure, SubFigure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Circle, FancyArrowPatch, FancyBboxPatch
 
-from dlnotes import architecture, graph
+from dlnotes import models
+from dlnotes.theory import graph
 
 GATE_LABELS = {"add": "+", "multiply": "×", "max": "max", "sigmoid": "σ"}
 VALUE_COLOUR = "#1b7837"
@@ -85,7 +86,7 @@ class Circuit:
 
         Args:
             name: A new, unique name for the result.
-            node: A new :class:`dlnotes.graph.Node` (nodes keep a cache: one node per use).
+            node: A new :class:`dlnotes.theory.graph.Node` (nodes keep a cache: one node per use).
             *inputs: Names of earlier values, in the node's argument order.
             label: Text inside the gate (default: the gate's symbol, e.g. ``+``).
 
@@ -301,7 +302,7 @@ def draw_layer_graph(
     Raises:
         ValueError: If the model is not functional or has more than 60 layers.
     """
-    parents = architecture.inbound_layers(model)
+    parents = models.inbound_layers(model)
     if len(parents) > 60:
         raise ValueError(f"{model.name!r} has {len(parents)} layers; draw at most 60")
     layers = {layer.name: layer for layer in model.layers}
@@ -375,9 +376,9 @@ def draw_layer_graph(
 
 
 def draw_network(
-    blocks: Sequence[architecture.Block], *, ax: Axes | None = None, title: str | None = None
+    blocks: Sequence[models.Block], *, ax: Axes | None = None, title: str | None = None
 ) -> Figure | SubFigure:
-    """Draw the blocks of a network (from :func:`dlnotes.architecture.block_table`) top to bottom.
+    """Draw the blocks of a network top to bottom (from :func:`~dlnotes.models.block_table`).
 
     Each box names the block and its kind and shows its output shape and parameter count; box
     widths grow with the number of channels, so the narrowing resolution and widening channels

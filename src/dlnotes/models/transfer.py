@@ -19,7 +19,9 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any
 
-from dlnotes import download, paths, runtime
+from dlnotes import runtime
+from dlnotes.data import download
+from dlnotes.runtime import paths
 
 if TYPE_CHECKING:
     import keras
@@ -49,7 +51,7 @@ def pretrained_backbone_weights(cache_dir: str | os.PathLike[str] | None = None)
         The weights file, for :func:`build_transfer_model`'s ``weights``.
 
     Raises:
-        dlnotes.paths.PretrainedUnavailable: Without ``$DLNOTES_PRETRAINED_DIR`` when the
+        dlnotes.runtime.paths.PretrainedUnavailable: Without ``$DLNOTES_PRETRAINED_DIR`` when the
             download fails.
         FileNotFoundError: If ``$DLNOTES_PRETRAINED_DIR`` lacks the file.
     """

@@ -9,7 +9,7 @@ augmenting on the CPU while the GPU waits.
   maps a batch of indices to a batch of images with one gather. It is left out of checkpoints:
   the data is not part of the model.
 * :class:`IndexBatches` is a ``keras.utils.PyDataset`` that yields those indices (with the MixUp/
-  CutMix parameters and targets of :mod:`dlnotes.mixing`): shuffled full batches for training,
+  CutMix parameters and targets of :mod:`dlnotes.data.mixing`): shuffled full batches for training,
   padded batches with zero sample weights for evaluation, so that every step has the same shape
   and XLA compiles the step once.
 
@@ -18,16 +18,21 @@ Everything is backend-agnostic Keras 3, so the same code runs on TensorFlow and 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import keras
 import numpy as np
-from keras import layers, ops
 
-from dlnotes import mixing
+from dlnotes.data import mixing
+from dlnotes.runtime import import_quietly
+
+if TYPE_CHECKING:
+    import keras
+else:
+    keras = import_quietly("keras")  # quietly: the first import of TensorFlow logs to stderr
+layers, ops = keras.layers, keras.ops
 
 
-class ImageLookup(layers.Layer):
+class ImageLookup(keras.layers.Layer):
     """Hold a uint8 image array as a non-trainable variable; ``call(indices)`` gathers images.
 
     The variable is skipped when the model is saved or loaded (``save_own_variables`` writes
@@ -95,7 +100,7 @@ class IndexBatches(keras.utils.PyDataset):
         shuffle: Training (True) or evaluation (False) order.
         seed: Seed of the permutations and the mixing draws.
         offset: Added to every index (when the lookup holds several splits one after another).
-        mix_mode: One of :data:`dlnotes.mixing.MODES`; used in training only.
+        mix_mode: One of :data:`dlnotes.data.mixing.MODES`; used in training only.
         mix_alpha: Beta parameter of the mixing.
         mix_probability: Share of mixed images.
         mixing_inputs: Emit the partner/box/weight inputs (the model has them).

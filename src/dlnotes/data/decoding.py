@@ -1,0 +1,159 @@
+"""Images into memory: checking, decoding into one uint8 array, and pixel statistics.
+
+No TensorFlow here: the training command decodes with Pillow on any Keras backend.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+import numpy as np
+
+
+def verify_images(paths: Sequence[str | os.PathLike[str]]) -> None:
+    """Decode every image completely and report those that cannot be read.
+
+    tf.data reports a broken JPEG deep inside a pipeline, without its file name; run this once on
+    a new dataset (the TFRecord writer does it for every file) to get a message that names the
+    files.
+
+    Args:
+        paths: Image files.
+
+    Raises:
+        ValueError: Naming every file that is missing, truncated or not an image.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    problems = []
+    for path in paths:
+        try:
+            with Image.open(path) as image:
+                image.load()
+        except (OSError, UnidentifiedImageError, SyntaxError) as error:
+            problems.append(f"{path}: {error}")
+    if problems:
+        listed = "\n  ".join(problems[:20])
+        more = f"\n  … and {len(problems) - 20} more" if len(problems) > 20 else ""
+        raise ValueError(f"{len(problems)} unreadable image file(s):\n  {listed}{more}")
+
+
+def _decode_into(images: np.ndarray, paths: Sequence[str | os.PathLike[str]], size: int) -> None:
+    from PIL import Image
+
+    for index, path in enumerate(paths):
+        try:
+            with Image.open(path) as image:
+                image = image.convert("RGB")
+                if image.size != (size, size):
+                    image = image.resize((size, size), Image.Resampling.BILINEAR)
+                images[index] = np.asarray(image)
+        except OSError as error:
+            raise ValueError(f"cannot decode {path}: {error}") from error
+
+
+def _decode_chunk(paths: Sequence[str], size: int) -> np.ndarray:
+    images = np.empty((len(paths), size, size, 3), dtype=np.uint8)
+    _decode_into(images, paths, size)
+    return images
+
+
+def load_images(
+    paths: Sequence[str | os.PathLike[str]],
+    *,
+    image_size: int = 64,
+    progress: bool = False,
+    workers: int = 1,
+) -> np.ndarray:
+    """Decode images into one uint8 array ``(N, image_size, image_size, 3)``, without TensorFlow.
+
+    Grayscale files are converted to RGB; other sizes are resized. The whole Tiny ImageNet
+    training split takes 1.2 GB this way. Used by the training command on any Keras backend.
+
+    Decoding a 64×64 JPEG with Pillow costs about 0.2 ms of one core, mostly Python overhead that
+    holds the GIL, so threads do not help; ``workers > 1`` decodes chunks in that many fresh
+    processes (``spawn``, safe after TensorFlow or JAX have started threads).
+
+    Args:
+        paths: Image files.
+        image_size: Height and width of the result.
+        progress: Show a progress bar.
+        workers: Processes to decode with; 1 decodes in this process.
+
+    Returns:
+        The array.
+
+    Raises:
+        ValueError: If ``paths`` is empty, ``workers`` < 1 or an image cannot be read (naming
+            the file).
+    """
+    from tqdm import tqdm
+
+    if len(paths) == 0:
+        raise ValueError("load_images needs at least one path, got none")
+    if workers < 1:
+        raise ValueError(f"workers must be at least 1, got {workers}")
+    paths = [str(path) for path in paths]
+    chunk = 2048
+    if workers == 1 or len(paths) <= chunk:
+        images = np.empty((len(paths), image_size, image_size, 3), dtype=np.uint8)
+        for start in tqdm(
+            range(0, len(paths), chunk), desc="decoding", unit="chunk", disable=not progress
+        ):
+            _decode_into(images[start : start + chunk], paths[start : start + chunk], image_size)
+        return images
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    starts = range(0, len(paths), chunk)
+    images = np.empty((len(paths), image_size, image_size, 3), dtype=np.uint8)
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(min(workers, len(starts)), mp_context=context) as pool:
+        decoded = pool.map(
+            _decode_chunk, [paths[s : s + chunk] for s in starts], [image_size] * len(starts)
+        )
+        for start, block in zip(
+            starts,
+            tqdm(decoded, total=len(starts), desc="decoding", unit="chunk", disable=not progress),
+            strict=True,
+        ):
+            images[start : start + len(block)] = block
+    return images
+
+
+def pixel_stats(images: np.ndarray, *, chunk: int = 1024) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel mean and standard deviation of uint8 images, in bounded memory.
+
+    Sums and sums of squares are accumulated exactly in int64, ``chunk`` images at a time, so the
+    extra memory is one chunk in int64 (100 MB for 1,024 images of 64×64×3) instead of a float
+    copy of the whole array (``images.reshape(-1, 3).std(axis=0)`` needs ≈ 9 GiB more for the
+    Tiny ImageNet training split).
+
+    Args:
+        images: ``(N, H, W, C)`` uint8 array.
+        chunk: Images per accumulation step (≥ 1).
+
+    Returns:
+        ``(mean, std)``, two float64 arrays of C entries, in pixel units [0, 255].
+
+    Raises:
+        ValueError: If ``images`` is not a non-empty 4-D uint8 array or ``chunk`` < 1.
+    """
+    if images.dtype != np.uint8 or images.ndim != 4 or len(images) == 0:
+        raise ValueError(
+            f"expected a non-empty (N, H, W, C) uint8 array, got {images.dtype} {images.shape}"
+        )
+    if chunk < 1:
+        raise ValueError(f"chunk must be at least 1, got {chunk}")
+    channels = images.shape[-1]
+    total = np.zeros(channels, dtype=np.int64)
+    squares = np.zeros(channels, dtype=np.int64)
+    for start in range(0, len(images), chunk):
+        block = images[start : start + chunk].reshape(-1, channels).astype(np.int64)
+        total += block.sum(axis=0)
+        squares += np.einsum("ij,ij->j", block, block)
+    count = images.size // channels
+    mean = total / count
+    variance = squares / count - mean**2
+    return mean, np.sqrt(np.maximum(variance, 0.0))

@@ -1,0 +1,179 @@
+"""The environment a chapter or a command runs in: quiet framework imports and the devices.
+
+Frameworks are imported only when asked for (:func:`import_quietly`), so that importing this
+module costs nothing. :func:`accelerators` is the package's one probe of the devices the active
+Keras backend sees; everything else that needs to know about GPUs asks it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import os
+import platform
+import sys
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
+from types import ModuleType
+
+_QUIET_ENV = {
+    # C++ logging of TensorFlow (INFO, WARNING and ERROR lines such as the oneDNN notice).
+    "TF_CPP_MIN_LOG_LEVEL": "3",
+    # XLA / absl logging used by TensorFlow and JAX.
+    "GRPC_VERBOSITY": "ERROR",
+}
+
+
+@contextlib.contextmanager
+def native_stderr_silenced() -> Iterator[None]:
+    """Silence what native code writes to file descriptor 2 while the block runs.
+
+    TensorFlow's C++ runtime prints lines such as ``WARNING: All log messages before
+    absl::InitializeLog() is called are written to STDERR`` at import time, straight to the
+    process's standard error, beyond the reach of Python's ``logging`` and ``warnings``.
+    Jupyter shows those lines in the cell output. Redirecting the descriptor while the import
+    runs is the only reliable way to keep them off the page.
+
+    Yields:
+        Nothing; standard error is restored when the block exits, even on error.
+    """
+    sys.stderr.flush()
+    try:
+        saved = os.dup(2)
+    except OSError:  # pragma: no cover - no fd 2 (rare embedded interpreters)
+        yield
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+def import_quietly(module: str) -> ModuleType:
+    """Import ``module`` with framework log output silenced.
+
+    Sets ``TF_CPP_MIN_LOG_LEVEL=3`` (unless the caller already chose a level) and silences
+    native standard error during the import. Importing an already imported module is free.
+
+    Args:
+        module: Dotted module name, e.g. ``"tensorflow"``.
+
+    Returns:
+        The imported module.
+    """
+    for key, value in _QUIET_ENV.items():
+        os.environ.setdefault(key, value)
+    if module in sys.modules:
+        return sys.modules[module]
+    with native_stderr_silenced(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        imported = importlib.import_module(module)
+    if module == "tensorflow":
+        # TensorFlow's Python logger prints INFO lines such as "Assets written to: …" on stderr.
+        imported.get_logger().setLevel("ERROR")
+    return imported
+
+
+def keras_backend() -> str:
+    """Return the Keras backend that ``import keras`` will use (``KERAS_BACKEND``, default TF)."""
+    return os.environ.get("KERAS_BACKEND", "tensorflow").strip().lower() or "tensorflow"
+
+
+@dataclass(frozen=True)
+class Accelerator:
+    """A GPU the active Keras backend can compute on.
+
+    Attributes:
+        name: The device's name, e.g. ``"NVIDIA H100 80GB HBM3"``.
+        compute_capability: ``(major, minor)`` of an NVIDIA GPU, None where unknown.
+    """
+
+    name: str
+    compute_capability: tuple[int, int] | None
+
+
+def _capability(value: object) -> tuple[int, int] | None:
+    try:
+        if isinstance(value, (tuple, list)):
+            major, minor = value[0], value[1]
+        else:
+            major, minor = str(value).split(".")[:2]
+        return int(major), int(minor)
+    except (TypeError, ValueError, IndexError):
+        return None
+
+
+def accelerators() -> list[Accelerator]:
+    """The GPUs the active Keras backend (TensorFlow, JAX or PyTorch) sees.
+
+    This is the package's one device probe: :func:`gpu_available`,
+    :func:`gpu_compute_capability` and :func:`device_description` all ask it.
+
+    Returns:
+        One entry per visible GPU, in the backend's order; empty on a CPU-only machine or when
+        the backend cannot be imported.
+    """
+    backend = keras_backend()
+    found: list[Accelerator] = []
+    try:
+        if backend == "tensorflow":
+            tf = import_quietly("tensorflow")
+            for gpu in tf.config.list_physical_devices("GPU"):
+                details = tf.config.experimental.get_device_details(gpu)
+                found.append(
+                    Accelerator(
+                        str(details.get("device_name", gpu.name)),
+                        _capability(details.get("compute_capability")),
+                    )
+                )
+        elif backend == "jax":
+            jax = import_quietly("jax")
+            found = [
+                Accelerator(d.device_kind, _capability(getattr(d, "compute_capability", None)))
+                for d in jax.devices()
+                if d.platform == "gpu"
+            ]
+        elif backend == "torch":
+            torch = import_quietly("torch")
+            if torch.cuda.is_available():
+                found = [
+                    Accelerator(
+                        torch.cuda.get_device_name(i),
+                        _capability(torch.cuda.get_device_capability(i)),
+                    )
+                    for i in range(torch.cuda.device_count())
+                ]
+    except (ImportError, RuntimeError):
+        return []
+    return found
+
+
+def gpu_available() -> bool:
+    """Tell whether the active Keras backend sees a GPU (see :func:`accelerators`)."""
+    return bool(accelerators())
+
+
+def gpu_compute_capability() -> tuple[int, int] | None:
+    """Compute capability of the first GPU of the active backend, or None without a GPU."""
+    gpus = accelerators()
+    return gpus[0].compute_capability if gpus else None
+
+
+def device_description() -> str:
+    """Describe the device the backend computes on, e.g. ``"GPU: NVIDIA H100 80GB HBM3"``.
+
+    Returns:
+        ``"GPU: <name>"`` (with a count when several are visible) or
+        ``"no GPU visible, CPU: <n> cores (<machine>)"``.
+    """
+    gpus = accelerators()
+    if gpus:
+        count = f"{len(gpus)} × " if len(gpus) > 1 else ""
+        return f"GPU: {count}{gpus[0].name}"
+    return f"no GPU visible, CPU: {os.cpu_count()} cores ({platform.machine()})"

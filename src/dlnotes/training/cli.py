@@ -1,0 +1,155 @@
+"""Train the Tiny ImageNet ResNet from the command line, resumably.
+
+Usage:
+    python -m dlnotes.train --data-dir ROOT --out-dir OUT [--profile smoke|full]
+        [--epochs N] [--batch-size B] [--levels 4,6,3,2] [--width 64] [--mix cutmix] …
+        [--distribute none|data-parallel] [--dry-run]
+
+Re-running the same command after an interruption — even ``kill -9`` at any instant, checkpoint
+writes included — resumes from ``OUT/backup`` after the last finished epoch and finishes the
+requested number of epochs; ``OUT/history.csv`` has each epoch exactly once and
+``OUT/best.weights.h5`` stays the best epoch's weights (see
+:class:`dlnotes.training.callbacks.RunBackup`).
+One trainer at a time may use ``OUT`` (a second one is refused); the settings (``config.json``) and
+the data (``dataset.json``: class ids and a fingerprint of the files) are checked before anything
+is written, and resuming with others is refused. A full disk stops the run with an error and the
+same command resumes once there is room. At the end ``OUT/metrics.json`` holds the validation
+accuracy, where the time went (decoding, first epoch with compilation, steady epochs, final
+evaluation, the whole command), the versions, the device and the dataset's size. ``--dry-run``
+prints the resolved configuration as JSON and exits. Works on every Keras backend
+(``KERAS_BACKEND=jax`` on a GPU machine without TensorFlow).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from dlnotes.data import mixing
+from dlnotes.training.config import DISTRIBUTE_CHOICES
+from dlnotes.training.runner import run
+
+if TYPE_CHECKING:
+    pass
+
+
+def _levels(text: str) -> tuple[int, ...]:
+    try:
+        levels = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"levels must be comma-separated integers, got {text!r}"
+        ) from None
+    if not levels or min(levels) < 1:
+        raise argparse.ArgumentTypeError(f"levels must be positive integers, got {text!r}")
+    return levels
+
+
+def _on_off(text: str) -> bool:
+    if text.lower() in ("on", "true", "1", "yes"):
+        return True
+    if text.lower() in ("off", "false", "0", "no"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected on or off, got {text!r}")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Parse the command line of ``python -m dlnotes.train``.
+
+    Args:
+        argv: The arguments (default: ``sys.argv[1:]``).
+
+    Returns:
+        The parsed arguments; recipe options left out are None (the profile decides).
+    """
+
+    parser = argparse.ArgumentParser(
+        prog="python -m dlnotes.train", description=(__doc__ or "").splitlines()[0]
+    )
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=None,
+        help="Tiny ImageNet root (default: DLNOTES_DATA_DIR or the cache)",
+    )
+    parser.add_argument(
+        "--out-dir", type=Path, required=True, help="run folder; re-use it to resume"
+    )
+    parser.add_argument(
+        "--profile",
+        choices=["smoke", "full", "auto"],
+        default=None,
+        help="default: DLNOTES_PROFILE or auto",
+    )
+    parser.add_argument("--epochs", type=int)
+    parser.add_argument("--batch-size", type=int, help="per device")
+    parser.add_argument("--levels", type=_levels, help="blocks per level, e.g. 4,6,3,2")
+    parser.add_argument("--width", type=int)
+    parser.add_argument("--optimizer", choices=["sgd", "adam", "adamw"])
+    parser.add_argument("--learning-rate", type=float, help="peak learning rate for one device")
+    parser.add_argument("--warmup-epochs", type=float)
+    parser.add_argument("--weight-decay", type=float)
+    parser.add_argument("--label-smoothing", type=float)
+    parser.add_argument(
+        "--augment-padding", type=int, help="largest random shift in pixels (0: flips only)"
+    )
+    parser.add_argument("--mix", choices=mixing.MODES, help="MixUp / CutMix")
+    parser.add_argument("--mix-alpha", type=float, help="Beta parameter of the mixing")
+    parser.add_argument("--mix-probability", type=float, help="share of mixed training images")
+    parser.add_argument(
+        "--test-time-flip", type=_on_off, help="on/off: average the logits of image and mirror"
+    )
+    parser.add_argument(
+        "--max-train-per-class", type=int, help="use a subset of the training images"
+    )
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--steps-per-execution",
+        type=int,
+        default=None,
+        help="training steps per call of the compiled function (default: 32 on a GPU, 1 on a CPU)",
+    )
+    parser.add_argument(
+        "--distribute",
+        choices=DISTRIBUTE_CHOICES,
+        default="none",
+        help="data-parallel: every local accelerator, with keras.distribution.DataParallel on "
+        "JAX or tf.distribute.MirroredStrategy on TensorFlow ('mirrored' is an alias)",
+    )
+    parser.add_argument(
+        "--decode-workers",
+        type=int,
+        default=None,
+        help="processes that decode the JPEGs (default: the CPU count, at most 32)",
+    )
+    parser.add_argument(
+        "--logical-cpus",
+        type=int,
+        default=0,
+        help="split the CPU into N logical devices (tests the multi-device path without GPUs)",
+    )
+    parser.add_argument(
+        "--dry-run", action="store_true", help="print the resolved configuration and exit"
+    )
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None, *, started: float | None = None) -> int:
+    """Entry point of ``python -m dlnotes.train`` and ``dlnotes-train``; returns the exit status.
+
+    Args:
+        argv: The arguments (default: ``sys.argv[1:]``).
+        started: ``time.perf_counter()`` value the run's wall time counts from (default: now).
+
+    Returns:
+        0 on success, 1 after an error (printed as one line), 2 for bad arguments (argparse).
+    """
+    args = parse_args(argv)
+    try:
+        run(args, started=started)
+    except (ValueError, OSError) as error:  # FileNotFoundError and FolderInUse included
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    return 0
