@@ -43,7 +43,7 @@ class RecordedRun:
 
 def results_dir() -> Path | None:
     """``benchmarks/results`` of the source checkout this package runs from, if there is one."""
-    candidate = Path(__file__).resolve().parents[2] / "benchmarks" / "results"
+    candidate = Path(__file__).resolve().parents[3] / "benchmarks" / "results"
     return candidate if candidate.is_dir() else None
 
 
