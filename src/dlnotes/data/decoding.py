@@ -6,7 +6,7 @@ No TensorFlow here: the training command decodes with Pillow on any Keras backen
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 
@@ -122,38 +122,49 @@ def load_images(
     return images
 
 
-def pixel_stats(images: np.ndarray, *, chunk: int = 1024) -> tuple[np.ndarray, np.ndarray]:
+def pixel_stats(
+    images: np.ndarray | Iterable[np.ndarray], *, chunk: int = 1024
+) -> tuple[np.ndarray, np.ndarray]:
     """Per-channel mean and standard deviation of uint8 images, in bounded memory.
 
     Sums and sums of squares are accumulated exactly in int64, ``chunk`` images at a time, so the
     extra memory is one chunk in int64 (100 MB for 1,024 images of 64×64×3) instead of a float
     copy of the whole array (``images.reshape(-1, 3).std(axis=0)`` needs ≈ 9 GiB more for the
-    Tiny ImageNet training split).
+    Tiny ImageNet training split). The images can also come as an iterable of uint8 batches
+    (e.g. from a ``tf.data`` pipeline): the trainer and the input-pipeline chapter share this code.
 
     Args:
-        images: ``(N, H, W, C)`` uint8 array.
+        images: ``(N, H, W, C)`` uint8 array, or an iterable of such batches.
         chunk: Images per accumulation step (≥ 1).
 
     Returns:
         ``(mean, std)``, two float64 arrays of C entries, in pixel units [0, 255].
 
     Raises:
-        ValueError: If ``images`` is not a non-empty 4-D uint8 array or ``chunk`` < 1.
+        ValueError: If there are no images, a batch is not a 4-D uint8 array, or ``chunk`` < 1.
     """
-    if images.dtype != np.uint8 or images.ndim != 4 or len(images) == 0:
-        raise ValueError(
-            f"expected a non-empty (N, H, W, C) uint8 array, got {images.dtype} {images.shape}"
-        )
     if chunk < 1:
         raise ValueError(f"chunk must be at least 1, got {chunk}")
-    channels = images.shape[-1]
-    total = np.zeros(channels, dtype=np.int64)
-    squares = np.zeros(channels, dtype=np.int64)
-    for start in range(0, len(images), chunk):
-        block = images[start : start + chunk].reshape(-1, channels).astype(np.int64)
-        total += block.sum(axis=0)
-        squares += np.einsum("ij,ij->j", block, block)
-    count = images.size // channels
+    batches = [images] if isinstance(images, np.ndarray) else images
+    total: np.ndarray | None = None
+    squares = np.zeros(0, dtype=np.int64)
+    count = 0
+    for batch in batches:
+        if batch.dtype != np.uint8 or batch.ndim != 4 or len(batch) == 0:
+            raise ValueError(
+                f"expected a non-empty (N, H, W, C) uint8 array, got {batch.dtype} {batch.shape}"
+            )
+        channels = batch.shape[-1]
+        if total is None:
+            total = np.zeros(channels, dtype=np.int64)
+            squares = np.zeros(channels, dtype=np.int64)
+        for start in range(0, len(batch), chunk):
+            block = batch[start : start + chunk].reshape(-1, channels).astype(np.int64)
+            total += block.sum(axis=0)
+            squares += np.einsum("ij,ij->j", block, block)
+        count += batch.size // channels
+    if total is None:
+        raise ValueError("pixel_stats needs at least one image, got none")
     mean = total / count
     variance = squares / count - mean**2
     return mean, np.sqrt(np.maximum(variance, 0.0))

@@ -20,6 +20,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from dlnotes import runtime
+from dlnotes.data import augmentation, decoding
 
 if TYPE_CHECKING:
     import tensorflow as tf
@@ -97,16 +98,8 @@ def channel_stats(
         .map(load_image, num_parallel_calls=AUTOTUNE)
         .batch(256)
     )
-    total = np.zeros(CHANNELS)
-    total_sq = np.zeros(CHANNELS)
-    count = 0
-    for batch in dataset:
-        pixels = tf.reshape(tf.cast(batch, tf.float64), (-1, CHANNELS)).numpy()
-        total += pixels.sum(axis=0)
-        total_sq += (pixels**2).sum(axis=0)
-        count += pixels.shape[0]
-    mean = total / count
-    std = np.sqrt(np.maximum(total_sq / count - mean**2, 1e-12))
+    # TensorFlow's decoder (this pipeline's pixels), the trainer's statistics code.
+    mean, std = decoding.pixel_stats(batch.numpy() for batch in dataset)
     return ChannelStats(_rgb(mean), _rgb(std))
 
 
@@ -115,19 +108,13 @@ def _rgb(values: NDArray[np.float64]) -> tuple[float, float, float]:
     return red, green, blue
 
 
-def _reflect(index: tf.Tensor, size: int) -> tf.Tensor:
-    """Map indices in [−size + 1, 2·size − 2] into [0, size) by mirror reflection."""
-    index = tf.abs(index)
-    return (size - 1) - tf.abs((size - 1) - index)
-
-
 def random_crop_flip(images: tf.Tensor, padding: int = 4) -> tf.Tensor:
     """Augment a batch of images: random ``padding``-pixel translation with reflection at the
     borders (a reflect-padded random crop) and a random horizontal flip, per image.
 
-    Implemented as one gather with precomputed source indices, which is several times faster in
-    tf.data than per-image ``pad`` + ``random_crop`` + ``flip`` on a small CPU, and keeps every
-    shape static.
+    The shifts and flips are drawn with ``tf.random``; the augmentation itself is
+    :func:`dlnotes.data.augmentation.shift_and_flip`, the same function the trainer's
+    :class:`~dlnotes.data.augmentation.RandomShiftFlip` layer applies on the accelerator.
 
     Args:
         images: Batch ``(B, H, W, C)`` of any dtype (uint8 in the pipeline).
@@ -144,36 +131,19 @@ def random_crop_flip(images: tf.Tensor, padding: int = 4) -> tf.Tensor:
         raise ValueError(
             f"images must be a batch (B, H, W, C) with static H, W, C, got {images.shape}"
         )
-    height, width, channels = images.shape[1], images.shape[2], images.shape[3]
+    height, width = images.shape[1], images.shape[2]
     if not 0 <= padding < min(height, width):
         raise ValueError(f"padding must be in [0, {min(height, width)}), got {padding}")
     batch = tf.shape(images)[0]
-    shift_y = tf.random.uniform([batch, 1, 1], -padding, padding + 1, tf.int32)
-    shift_x = tf.random.uniform([batch, 1, 1], -padding, padding + 1, tf.int32)
-    flip = tf.random.uniform([batch, 1, 1]) < 0.5
-    columns = tf.range(width)[None, None, :]
-    columns = tf.where(flip, (width - 1) - columns, columns) + shift_x
-    rows = tf.range(height)[None, :, None] + shift_y
-    source = _reflect(rows, height) * width + _reflect(columns, width)
-    flat = tf.reshape(images, (batch, height * width, channels))
-    gathered = tf.gather(flat, tf.reshape(source, (batch, height * width)), batch_dims=1)
-    return tf.reshape(gathered, (batch, height, width, channels))
+    shifts = tf.random.uniform([batch, 2], -padding, padding + 1, tf.int32)
+    flips = tf.random.uniform([batch]) < 0.5
+    return augmentation.shift_and_flip(images, shifts, flips)
 
 
 def normalize(images: tf.Tensor, stats: ChannelStats) -> tf.Tensor:
-    """Convert uint8 images ``(..., H, W, C)`` to float32, zero mean and unit variance per channel.
-
-    The per-channel constants are expanded to the full image shape first: broadcasting a
-    ``(C,)`` vector over the last axis is several times slower in TensorFlow's CPU kernels.
-    """
-    images = tf.convert_to_tensor(images)
-    height, width = images.shape[-3], images.shape[-2]
-    scale = 1.0 / np.asarray(stats.std, dtype=np.float32)
-    offset = -np.asarray(stats.mean, dtype=np.float32) * scale
-    if height is not None and width is not None:
-        scale = np.broadcast_to(scale, (height, width, CHANNELS)).copy()
-        offset = np.broadcast_to(offset, (height, width, CHANNELS)).copy()
-    return tf.cast(images, tf.float32) * scale + offset
+    """Convert uint8 images ``(..., H, W, C)`` to float32, zero mean and unit variance per channel
+    (:func:`dlnotes.data.augmentation.normalize`, the trainer's normalisation)."""
+    return augmentation.normalize(tf.convert_to_tensor(images), stats.mean, stats.std)
 
 
 def _check_inputs(
