@@ -347,3 +347,21 @@ def test_benchmark_results_are_checked(change, message: str) -> None:
     change(results)
     with pytest.raises(ValueError, match=message):
         throughput.check_results(results)
+
+
+def test_shard_arrays_decode_the_classes_asked_for(tiny_imagenet: Path, tmp_path: Path) -> None:
+    files, labels, class_ids = data.read_split(tiny_imagenet, "train")
+    tfrecord.write_shards(
+        files, labels, class_ids, tmp_path, prefix="train", num_shards=3, progress=False
+    )
+    wanted = [class_ids[4], class_ids[1]]
+    images, kept = tfrecord.shard_arrays(tmp_path, "train", wanted, per_class=7)
+    assert images.shape == (14, 64, 64, 3) and images.dtype == np.uint8
+    assert sorted(np.bincount(kept).tolist()) == [7, 7]
+    # Same images as the files, up to the decoders' rounding (TensorFlow's and Pillow's).
+    first = [p for p, label in zip(files, labels, strict=True) if label == 4][:7]
+    np.testing.assert_allclose(
+        images[kept == 0].astype(float), data.load_images(first).astype(float), atol=12
+    )
+    with pytest.raises(FileNotFoundError, match="no 'val' shards"):
+        tfrecord.shard_arrays(tmp_path, "val", wanted)

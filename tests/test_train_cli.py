@@ -413,3 +413,30 @@ def test_learning_rates_follow_the_schedule_per_epoch() -> None:
     assert peak == round(config.warmup_epochs) - 1
     assert rates[-1] == pytest.approx(0.01 * config.learning_rate, rel=1e-3)
     assert training.learning_rates(config, 390, replicas=2)[peak] == pytest.approx(2 * rates[peak])
+
+
+@pytest.mark.slow
+def test_the_trainer_reads_tfrecord_shards(tiny_imagenet: Path, tmp_path: Path) -> None:
+    from dlnotes.data import tfrecord
+
+    for split in ("train", "val"):
+        files, labels, class_ids = data.read_split(tiny_imagenet, split)
+        tfrecord.write_shards(
+            files,
+            labels,
+            class_ids,
+            tmp_path / "shards",
+            prefix=split,
+            num_shards=2,
+            progress=False,
+        )
+    out_dir = tmp_path / "run"
+    result = run_train(
+        tiny_imagenet, out_dir, *TINY, "--epochs", "1", "--tfrecords", str(tmp_path / "shards")
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "decoding the TFRecord shards" in result.stdout
+    metrics = json.loads((out_dir / "metrics.json").read_text())
+    assert (metrics["train_images"], metrics["val_images"]) == (300, 500)
+    missing = run_train(tiny_imagenet, tmp_path / "run2", *TINY, "--tfrecords", str(tmp_path))
+    assert missing.returncode == 1 and "no 'train' shards" in missing.stderr

@@ -223,6 +223,63 @@ def image_label_dataset(
     return records.map(decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
 
 
+def shard_arrays(
+    out_dir: str | os.PathLike[str],
+    prefix: str,
+    class_ids: Sequence[str],
+    *,
+    per_class: int | None = None,
+    batch_size: int = 1024,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Decode a split's shards into memory: the images of some classes, at most ``per_class`` each.
+
+    The shards are read one after the other, in order (records keep the order they were written
+    in), and decoded with TensorFlow's decoder; the records of other classes are skipped. This is
+    how the trainer reads TFRecord shards instead of JPEG files (``--tfrecords``).
+
+    Args:
+        out_dir: Folder of the shards (one consistent set, see :func:`shard_files`).
+        prefix: The split's prefix, e.g. ``"train"``.
+        class_ids: The classes to keep; a record's label becomes its class's index here.
+        per_class: Keep at most this many images of each class (None: all).
+        batch_size: Records decoded per step.
+
+    Returns:
+        ``(images, labels)``: uint8 ``(N, H, W, 3)`` and int64 ``(N,)``.
+
+    Raises:
+        FileNotFoundError: If the folder holds no shards of ``prefix``.
+        ValueError: For an inconsistent shard set, or if no record belongs to ``class_ids``.
+    """
+    from dlnotes.data import pipeline
+
+    files = shard_files(out_dir, prefix)
+    if not files:
+        raise FileNotFoundError(
+            f"no {prefix!r} shards in {out_dir}: write them with dlnotes-make-tfrecords"
+        )
+    compression = next(c for c, suffix in SUFFIXES.items() if files[0].name.endswith(suffix))
+    index = {wnid: i for i, wnid in enumerate(class_ids)}
+
+    def decode(serialized: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        record = parse_example(serialized)
+        return pipeline.decode_image(record["image"]), record["wnid"]
+
+    records = tf.data.TFRecordDataset([str(f) for f in files], compression_type=compression)
+    batches = records.map(decode, num_parallel_calls=tf.data.AUTOTUNE).batch(batch_size)
+    counts = dict.fromkeys(class_ids, 0)
+    kept_images, kept_labels = [], []
+    for images, wnids in batches.as_numpy_iterator():
+        for image, wnid in zip(images, (w.decode() for w in wnids), strict=True):
+            if wnid in index and (per_class is None or counts[wnid] < per_class):
+                counts[wnid] += 1
+                kept_images.append(image)
+                kept_labels.append(index[wnid])
+    if not kept_images:
+        raise ValueError(f"the {prefix} shards in {out_dir} hold no image of the classes asked for")
+    return np.stack(kept_images), np.asarray(kept_labels, dtype=np.int64)
+
+
 def _shard_name(prefix: str) -> re.Pattern[str]:
     return re.compile(
         rf"{re.escape(prefix)}-(\d{{5}})-of-(\d{{5}})(\.tfrecord(?:\.gz|\.zz)?)(\.partial)?"

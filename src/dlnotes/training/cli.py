@@ -119,6 +119,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "JAX or tf.distribute.MirroredStrategy on TensorFlow ('mirrored' is an alias)",
     )
     parser.add_argument(
+        "--tfrecords",
+        type=Path,
+        default=None,
+        help="read the images from the train/val TFRecord shards of dlnotes-make-tfrecords in "
+        "this folder instead of the JPEG files (TensorFlow backend)",
+    )
+    parser.add_argument(
         "--decode-workers",
         type=int,
         default=None,

@@ -72,6 +72,9 @@ class DataFiles:
         val_paths: Validation image files.
         val_labels: Their labels.
         class_ids: WordNet ids, the label order.
+        shards: With ``--tfrecords``, the folder of the TFRecord shards the images are read
+            from instead (the paths are then the shard files, and the labels come with the
+            images).
     """
 
     root: Path
@@ -80,6 +83,7 @@ class DataFiles:
     val_paths: list[str]
     val_labels: np.ndarray
     class_ids: list[str]
+    shards: Path | None = None
 
     @functools.cached_property
     def fingerprint(self) -> str:
@@ -91,6 +95,10 @@ class DataFiles:
         another root without changing it. Raises ``FileNotFoundError`` if a file has disappeared.
         """
         digest = hashlib.sha256("\n".join(self.class_ids).encode())
+        if self.shards is not None:  # the shard files stand for the images they hold
+            for path in [*self.train_paths, *self.val_paths]:
+                digest.update(f"{Path(path).name}\t{os.stat(path).st_size}\n".encode())
+            return digest.hexdigest()
         for split, files, labels in (
             ("train", self.train_paths, self.train_labels),
             ("val", self.val_paths, self.val_labels),
@@ -114,12 +122,15 @@ def _subset(split: data.SplitFiles, per_class: int | None) -> tuple[list[str], n
     return [split.paths[i] for i in keep], labels[keep]
 
 
-def dataset_files(root: Path, config: TrainConfig) -> DataFiles:
+def dataset_files(root: Path, config: TrainConfig, *, tfrecords: Path | None = None) -> DataFiles:
     """List the training and validation images of a run (the profile's subset), without decoding.
 
     Args:
         root: Tiny ImageNet root.
         config: The run's configuration (``profile``, ``max_train_per_class``).
+        tfrecords: Folder of ``train`` and ``val`` TFRecord shards written by
+            ``dlnotes-make-tfrecords`` to read the images from (TensorFlow backend); the classes
+            are still those of the root's (subset of) ``wnids.txt``.
 
     Returns:
         The files and their labels.
@@ -134,6 +145,29 @@ def dataset_files(root: Path, config: TrainConfig) -> DataFiles:
     val_split = data.read_split(root, "val", subset=subset)
     train_paths, train_labels = _subset(train_split, config.max_train_per_class)
     assert val_split.labels is not None
+    if tfrecords is not None:
+        if runtime.keras_backend() != "tensorflow":
+            raise ValueError(
+                f"--tfrecords reads shards with tf.data and needs KERAS_BACKEND=tensorflow, "
+                f"not {runtime.keras_backend()}"
+            )
+        from dlnotes.data import tfrecord
+
+        shards = {split: tfrecord.shard_files(tfrecords, split) for split in ("train", "val")}
+        for split, found in shards.items():
+            if not found:
+                raise FileNotFoundError(
+                    f"no {split!r} shards in {tfrecords}: write them with dlnotes-make-tfrecords"
+                )
+        return DataFiles(
+            root=Path(root),
+            train_paths=[str(path) for path in shards["train"]],
+            train_labels=np.zeros(0, dtype=np.int64),
+            val_paths=[str(path) for path in shards["val"]],
+            val_labels=np.zeros(0, dtype=np.int64),
+            class_ids=train_split.class_ids,
+            shards=Path(tfrecords),
+        )
     return DataFiles(
         root=Path(root),
         train_paths=train_paths,
@@ -164,20 +198,33 @@ def load_dataset(
     """
     started = time.perf_counter()
     files = dataset_files(root, config) if files is None else files
-    print(
-        f"decoding {len(files.train_paths)} training and {len(files.val_paths)} validation images "
-        f"with {workers} process(es)",
-        flush=True,
-    )
-    progress = sys.stderr.isatty()
-    train_images = data.load_images(files.train_paths, progress=progress, workers=workers)
-    val_images = data.load_images(files.val_paths, progress=progress, workers=workers)
+    if files.shards is not None:
+        from dlnotes.data import tfrecord
+
+        print(f"decoding the TFRecord shards in {files.shards}", flush=True)
+        per_class = data.profile_subset(root, config.profile).max_per_class
+        if config.max_train_per_class is not None:
+            per_class = min(per_class or config.max_train_per_class, config.max_train_per_class)
+        train_images, train_labels = tfrecord.shard_arrays(
+            files.shards, "train", files.class_ids, per_class=per_class
+        )
+        val_images, val_labels = tfrecord.shard_arrays(files.shards, "val", files.class_ids)
+    else:
+        print(
+            f"decoding {len(files.train_paths)} training and {len(files.val_paths)} validation "
+            f"images with {workers} process(es)",
+            flush=True,
+        )
+        progress = sys.stderr.isatty()
+        train_images = data.load_images(files.train_paths, progress=progress, workers=workers)
+        val_images = data.load_images(files.val_paths, progress=progress, workers=workers)
+        train_labels, val_labels = files.train_labels, files.val_labels
     mean, std = data.pixel_stats(train_images)
     return Dataset(
         train_images=train_images,
-        train_labels=files.train_labels,
+        train_labels=train_labels,
         val_images=val_images,
-        val_labels=files.val_labels,
+        val_labels=val_labels,
         class_ids=files.class_ids,
         mean=mean.tolist(),
         std=std.tolist(),
@@ -443,7 +490,7 @@ def _run_in_folder(
         if args.data_dir is not None
         else data.find_root(profiles.get_profile(config.profile))
     )
-    files = dataset_files(root, config)
+    files = dataset_files(root, config, tfrecords=getattr(args, "tfrecords", None))
     check_run_folder(out_dir, config, files)
     if args.logical_cpus:
         tf = runtime.import_quietly("tensorflow")
