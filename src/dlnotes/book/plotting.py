@@ -136,25 +136,16 @@ def plot_runs(
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for ax, metric in zip(axes[0], metrics, strict=True):
         for index, (label, history) in enumerate(runs.items()):
-            colour = colours[index % len(colours)]
-            if metric in history:
-                values = np.asarray(history[metric], dtype=float)
-                ax.plot(
-                    np.arange(1, len(values) + 1),
-                    values,
-                    "--",
-                    color=colour,
-                    label=f"{label}, train",
-                )
-            if f"val_{metric}" in history:
-                values = np.asarray(history[f"val_{metric}"], dtype=float)
-                ax.plot(
-                    np.arange(1, len(values) + 1),
-                    values,
-                    "-",
-                    color=colour,
-                    label=f"{label}, validation",
-                )
+            for key, style, part in ((metric, "--", "train"), (f"val_{metric}", "-", "validation")):
+                if key in history:
+                    values = np.asarray(history[key], dtype=float)
+                    ax.plot(
+                        np.arange(1, len(values) + 1),
+                        values,
+                        style,
+                        color=colours[index % len(colours)],
+                        label=f"{label}, {part}",
+                    )
         ax.set_xlabel("epoch")
         ax.set_ylabel(metric)
         ax.grid(alpha=0.3)
