@@ -1,8 +1,8 @@
 """The run folder's checkpoints, killed at every point of their commit (in-process, real images).
 
 A test-only hook stands in for ``kill -9`` here: ``dlnotes.training.callbacks._kill_point`` raises
-where the ``DLNOTES_TEST_KILL_AT`` hook would SIGKILL the process, and a staged file is cut to what a kill
-in the middle of its write leaves. ``test_train_cli.py`` kills real trainer processes.
+where the ``DLNOTES_TEST_KILL_AT`` hook would SIGKILL the process, and a staged file is cut to
+what a kill in the middle of its write leaves. ``test_train_cli.py`` kills real trainer processes.
 """
 
 from __future__ import annotations
