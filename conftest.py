@@ -303,6 +303,8 @@ class ChapterNotebook(pytest.File):
     def collect(self) -> Iterator[pytest.Item]:
         item = ChapterExecution.from_parent(self, filename=str(self.path))
         item.add_marker(pytest.mark.slow)
+        # With pytest-xdist, the chapters and the tests that read their results share a worker.
+        item.add_marker(pytest.mark.xdist_group("chapters"))
         yield item
 
 

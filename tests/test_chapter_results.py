@@ -13,7 +13,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-pytestmark = pytest.mark.slow
+# In the pytest-xdist worker that executed the chapters (see conftest.py).
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("chapters")]
 
 
 def _printed(notebook: Path) -> str:

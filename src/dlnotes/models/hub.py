@@ -24,6 +24,7 @@ import hashlib
 import os
 import shutil
 import sys
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -190,9 +191,23 @@ def cached_hub_convention_classifier(weights: str | os.PathLike[str]) -> Path:
         raise FileNotFoundError(f"weights file not found: {weights}")
     digest = hashlib.sha256(weights.read_bytes()).hexdigest()[:16]
     path = paths.cache_dir() / "models" / f"mobilenet_v2_1.0_224_hub_convention-{digest}"
-    if not (path / "saved_model.pb").is_file():
-        shutil.rmtree(path, ignore_errors=True)
-        export_hub_convention_classifier(weights, path)
+    if (path / "saved_model.pb").is_file():
+        return path
+    # Exported beside the target and renamed into place: a killed export leaves no half-written
+    # model, and processes exporting at the same time (parallel tests) do not mix their files.
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    try:
+        export_hub_convention_classifier(weights, staging / "model")
+        if path.is_dir() and not (path / "saved_model.pb").is_file():
+            shutil.rmtree(path, ignore_errors=True)  # left by an export of an older version
+        try:
+            os.replace(staging / "model", path)
+        except OSError:
+            if not (path / "saved_model.pb").is_file():  # not another process's finished export
+                raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     return path
 
 
