@@ -25,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -215,66 +216,100 @@ MIRROR_PATH = "/mirror/tiny-imagenet-200.zip"
 
 
 class ChapterRunner:
-    """Executes the chapters' notebooks as a new user's kernel runs them, keeping each result.
+    """Executes the chapters' notebooks in a process of their own, while the unit tests run.
 
-    The kernels start without data (``DLNOTES_DATA_DIR`` names an empty folder) and with a
-    loopback mirror of the mini archive as the download address, so the first chapter that needs
-    data downloads it and the others find it.
+    ``tests/run_chapters.py`` runs them one after the other with nbmake's runner and keeps each
+    executed notebook. Its kernels start as a new user's would: without data
+    (``DLNOTES_DATA_DIR`` names an empty folder) and with a loopback mirror of the mini archive as
+    the download address, so the first chapter that needs data downloads it and the others find
+    it. Their environment is fixed when the process starts, whatever the unit tests change later.
     """
 
-    def __init__(self, workdir: Path, timeout: int, kernel: str | None) -> None:
+    def __init__(self, workdir: Path, timeout: int) -> None:
         self.executed = workdir / "executed"
         self.executed.mkdir(parents=True)
         self.data_dir = workdir / "downloaded" / "tiny-imagenet-200"
+        self.log = workdir / "chapters.log"
         self.timeout = timeout
-        self.kernel = kernel
         self.mirror: ArchiveServer | None = None
+        self.process: subprocess.Popen[bytes] | None = None
         self.failed: set[str] = set()
-        self._environment: dict[str, str] = {}
 
-    def environment(self) -> dict[str, str]:
+    def start(self, notebooks: list[Path]) -> None:
+        """Start executing ``notebooks`` in order (after any notebooks started earlier)."""
+        self.wait_until_idle()
         if self.mirror is None:
             archive = dataset_archive(Path(_state["root"]))
             self.mirror = ArchiveServer().__enter__()
             self.mirror.files[MIRROR_PATH] = archive
-            self._environment = {
-                "DLNOTES_DATA_DIR": str(self.data_dir),
-                "DLNOTES_DATA_URL": self.mirror.url(MIRROR_PATH),
-                "DLNOTES_DATA_MD5": md5(archive),
-            }
-        return self._environment
+            self.md5 = md5(archive)
+        environment = {key: value for key, value in os.environ.items() if key != "MPLBACKEND"}
+        environment.update(  # a non-inline matplotlib backend would drop every plot (MPLBACKEND)
+            DLNOTES_DATA_DIR=str(self.data_dir),
+            DLNOTES_DATA_URL=self.mirror.url(MIRROR_PATH),
+            DLNOTES_DATA_MD5=self.md5,
+        )
+        with self.log.open("ab") as log:
+            self.process = subprocess.Popen(
+                [
+                    sys.executable,
+                    str(REPO_ROOT / "tests" / "run_chapters.py"),
+                    str(self.executed),
+                    str(self.timeout),
+                    *map(str, notebooks),
+                ],
+                env=environment,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=REPO_ROOT,
+            )
 
-    def execute(self, notebook: Path) -> Any:
-        """Run one notebook with nbmake and keep the executed copy; returns nbmake's result."""
+    def wait_until_idle(self) -> None:
+        if self.process is not None:
+            self.process.wait()
+
+    def result(self, notebook: Path) -> Any:
+        """nbmake's result for ``notebook`` (waits until it has been executed)."""
+        import json
+
         import nbformat
-        from nbmake.nb_run import NotebookRun
+        from nbmake.nb_result import NotebookError, NotebookResult
 
-        overrides = self.environment()
-        saved = {key: os.environ.get(key) for key in [*overrides, "MPLBACKEND"]}
-        os.environ.update(overrides)
-        # A non-inline matplotlib backend inherited by the kernels would drop every plot.
-        os.environ.pop("MPLBACKEND", None)
-        try:
-            result = NotebookRun(notebook, self.timeout, kernel=self.kernel).execute()
-        finally:
-            for key, value in saved.items():
-                if value is None:
-                    os.environ.pop(key, None)
-                else:
-                    os.environ[key] = value
-        nbformat.write(result.nb, str(self.executed / notebook.name))
-        if result.error is not None:
+        record = self.executed / f"{notebook.name}.result.json"
+        while not record.is_file():
+            if self.process is None or self.process.poll() is not None:
+                if record.is_file():
+                    break
+                raise RuntimeError(
+                    f"the chapter runner stopped before {notebook.name} (log: {self.log}):\n"
+                    + self.log.read_text(errors="replace")[-3000:]
+                )
+            time.sleep(0.5)
+        error = json.loads(record.read_text())["error"]
+        if error is not None:
             self.failed.add(notebook.name)
-        return result
+        return NotebookResult(
+            nb=nbformat.read(str(self.executed / notebook.name), as_version=4),
+            error=None if error is None else NotebookError(**error),
+        )
 
     def executed_notebooks(self) -> dict[str, Path]:
         """Every notebook of ``notebooks/``, executed (those not run yet are run now)."""
+        missing = [
+            notebook
+            for notebook in sorted(NOTEBOOKS.glob("*.ipynb"))
+            if not (self.executed / f"{notebook.name}.result.json").is_file()
+        ]
+        if missing:
+            self.start(missing)
         for notebook in sorted(NOTEBOOKS.glob("*.ipynb")):
-            if not (self.executed / notebook.name).is_file():
-                self.execute(notebook)
+            self.result(notebook)
         return {path.name: path for path in sorted(self.executed.glob("*.ipynb"))}
 
     def close(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
         if self.mirror is not None:
             self.mirror.__exit__(None, None, None)
 
@@ -283,18 +318,16 @@ def chapter_runner(config: pytest.Config) -> ChapterRunner:
     runner = _state.get("runner")
     if not isinstance(runner, ChapterRunner):
         timeout = int(config.getoption("nbmake_timeout") or 600)
-        runner = ChapterRunner(
-            Path(_state["workdir"]) / "chapters", timeout, config.getoption("nbmake_kernel")
-        )
+        runner = ChapterRunner(Path(_state["workdir"]) / "chapters", timeout)
         _state["runner"] = runner
     return runner
 
 
 class ChapterExecution(NotebookItem):  # type: ignore[misc]
-    """A notebook test item: nbmake's item, run by :class:`ChapterRunner`."""
+    """A notebook test item: nbmake's item, reporting the run of :class:`ChapterRunner`."""
 
     def runtest(self) -> None:
-        result = chapter_runner(self.config).execute(Path(self.filename))
+        result = chapter_runner(self.config).result(Path(self.filename))
         if result.error is not None:
             raise NotebookFailedException(result)
 
@@ -303,8 +336,6 @@ class ChapterNotebook(pytest.File):
     def collect(self) -> Iterator[pytest.Item]:
         item = ChapterExecution.from_parent(self, filename=str(self.path))
         item.add_marker(pytest.mark.slow)
-        # With pytest-xdist, the chapters and the tests that read their results share a worker.
-        item.add_marker(pytest.mark.xdist_group("chapters"))
         yield item
 
 
@@ -312,6 +343,28 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Col
     if file_path.suffix == ".ipynb" and file_path.parent == NOTEBOOKS:
         return ChapterNotebook.from_parent(parent, path=file_path)
     return None
+
+
+USES_EXECUTED_CHAPTERS = ("test_book_build.py", "test_chapter_results.py")
+
+
+def pytest_collection_modifyitems(session: pytest.Session, items: list[pytest.Item]) -> None:
+    # The chapters execute in their own process while the other tests run: their items, and the
+    # tests that read what they produced, come last.
+    def last(item: pytest.Item) -> int:
+        if isinstance(item, ChapterExecution):
+            return 1
+        return 2 if item.path.name in USES_EXECUTED_CHAPTERS else 0
+
+    items.sort(key=last)
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    notebooks = [
+        Path(item.filename) for item in session.items if isinstance(item, ChapterExecution)
+    ]
+    if notebooks:
+        chapter_runner(session.config).start(notebooks)
 
 
 @pytest.fixture(scope="session")

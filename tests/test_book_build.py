@@ -23,8 +23,6 @@ from conftest import MIRROR_PATH
 from dlnotes import runtime
 
 REPO = Path(__file__).resolve().parents[1]
-# In the pytest-xdist worker that executed the chapters (see conftest.py).
-pytestmark = pytest.mark.xdist_group("chapters")
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
 LOG_NOISE = (

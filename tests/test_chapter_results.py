@@ -13,8 +13,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-# In the pytest-xdist worker that executed the chapters (see conftest.py).
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("chapters")]
+pytestmark = pytest.mark.slow
 
 
 def _printed(notebook: Path) -> str:
