@@ -11,13 +11,14 @@ and mixing inside the compiled step, the profile's optimiser, precision and step
 for two epochs of ``--steps`` steps on random uint8 images (200 classes). Reported per
 configuration: images per second in the second epoch, the seconds the first epoch took beyond
 the second (≈ compilation), and the model-FLOP utilisation MFU = 3 × forward FLOPs per image ×
-rate / the card's datasheet peak (NVIDIA H100 SXM: 989 TFLOP/s dense bf16; the peak used is
-printed). The last line is one JSON list of the measurements.
+rate / (the card's datasheet peak × devices) (NVIDIA H100 SXM: 989 TFLOP/s dense bf16; the peak
+used is printed). The last line is one JSON list of the measurements.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import time
 
@@ -98,11 +99,16 @@ def measure(
         "build_seconds": round(build_seconds, 2),
         "forward_gflop_per_image": round(flops / 1e9, 4),
         "parameters": int(backbone.count_params()),
-        "mfu": None if peak is None else round(3 * flops * rate / peak, 4),
+        "mfu": None if peak is None else round(3 * flops * rate / (peak * replicas), 4),
         "peak_flops": peak,
         "device": device,
+        "gpus": replicas if runtime.gpu_compute_capability() is not None else 0,
         "backend": runtime.keras_backend(),
+        "backend_version": str(
+            getattr(runtime.import_quietly(runtime.keras_backend()), "__version__", "unknown")
+        ),
         "keras_version": keras.__version__,
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
 
 

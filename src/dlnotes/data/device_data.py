@@ -55,13 +55,13 @@ class ImageLookup(keras.layers.Layer):
                 f"{images.shape}"
             )
         self.image_shape = tuple(int(d) for d in images.shape[1:])
+        # Zeros, then one assignment: Keras places the variable by the active distribution
+        # (replicated under DataParallel) and, for a large variable, jit-compiles its
+        # initializer, which must not capture the array as a constant.
         self.images = self.add_weight(
-            shape=images.shape,
-            dtype="uint8",
-            initializer=lambda shape, dtype=None: images,
-            trainable=False,
-            name="images",
+            shape=images.shape, dtype="uint8", initializer="zeros", trainable=False, name="images"
         )
+        self.images.assign(images)
         self.built = True
 
     def call(self, indices: Any) -> Any:
