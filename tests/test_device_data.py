@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -45,6 +48,38 @@ def test_image_lookup_stays_out_of_saved_weights(tmp_path: Path) -> None:
         reloaded.get_layer("dense").get_weights()[0], model.get_layer("dense").get_weights()[0]
     )
     np.testing.assert_array_equal(np.asarray(other.images), _images(2, 16, seed=1))
+
+
+LARGE_TABLE_UNDER_DATA_PARALLEL = """
+import numpy as np, keras
+from dlnotes.data.device_data import ImageLookup
+devices = keras.distribution.list_devices()
+keras.distribution.set_distribution(keras.distribution.DataParallel(devices=devices))
+images = np.random.default_rng(0).integers(0, 256, (2700, 64, 64, 3), dtype=np.uint8)
+layer = ImageLookup(images, name="image_lookup")
+out = keras.ops.convert_to_numpy(layer(np.array([5, 2699, 0])))
+assert (out == images[[5, 2699, 0]]).all()
+print(len(devices), layer.images.value.sharding.is_fully_replicated)
+"""
+
+
+def test_a_large_image_table_is_replicated_under_jax_data_parallel() -> None:
+    """Above 250 MB × devices Keras jit-compiles a variable's initialiser (the H100 case)."""
+    pytest.importorskip("jax")
+    environment = {
+        **os.environ,
+        "KERAS_BACKEND": "jax",
+        "XLA_FLAGS": "--xla_force_host_platform_device_count=2",
+    }
+    result = subprocess.run(
+        [sys.executable, "-c", LARGE_TABLE_UNDER_DATA_PARALLEL],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=environment,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.split()[-2:] == ["2", "True"]
 
 
 def test_image_lookup_rejects_non_uint8_images() -> None:

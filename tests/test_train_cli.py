@@ -270,6 +270,16 @@ def test_mirrored_strategy_on_two_logical_cpus(tiny_imagenet: Path, tmp_path: Pa
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert metrics["epochs_completed"] == 1 and metrics["replicas"] == 2
     assert metrics["global_batch_size"] == 100 and metrics["distribute"] == "data-parallel"
+    assert json.loads((tmp_path / "devices.json").read_text()) == {
+        "replicas": 2,
+        "global_batch_size": 100,
+    }
+    # Resumed on one device, the global batch and so the schedule would change: refused.
+    before = folder_state(tmp_path)
+    one_device = run_train(tiny_imagenet, tmp_path, *TINY, "--epochs", "1")
+    assert one_device.returncode == 1, one_device.stdout[-3000:] + one_device.stderr[-3000:]
+    assert "global batch of 100 on 2 device(s); this command has 50 on 1" in one_device.stderr
+    assert folder_state(tmp_path) == before
 
 
 @pytest.mark.slow
@@ -364,6 +374,16 @@ def test_a_run_folder_refuses_other_classes_and_files(tiny_imagenet: Path, tmp_p
     other_classes = r"trained on other classes .*\(1 classes from \['n00000000'\]"
     with pytest.raises(ValueError, match=other_classes):
         training.check_run_folder(tmp_path, config, files)
+
+
+def test_a_run_folder_refuses_another_number_of_devices(tmp_path: Path) -> None:
+    training.check_devices(tmp_path, 2, 512)  # a new folder
+    (tmp_path / "devices.json").write_text(json.dumps({"replicas": 2, "global_batch_size": 512}))
+    training.check_devices(tmp_path, 2, 512)  # the same devices
+    before = folder_state(tmp_path)
+    with pytest.raises(ValueError, match=r"global batch of 512 on 2 device.*has 256 on 1"):
+        training.check_devices(tmp_path, 1, 256)
+    assert folder_state(tmp_path) == before
 
 
 @pytest.mark.slow

@@ -277,10 +277,50 @@ def check_run_folder(out_dir: Path, config: TrainConfig, files: DataFiles) -> No
         )
 
 
-def _record_run(out_dir: Path, config: TrainConfig, dataset: Dataset, root: Path) -> None:
-    """Write the run's settings and data, once (they are only checked afterwards)."""
+def check_devices(out_dir: Path, replicas: int, global_batch: int) -> None:
+    """Refuse to resume a run folder on another number of devices; writes nothing.
+
+    The global batch (per-device batch × devices) fixes the steps per epoch and the peak
+    learning rate, and the restored optimiser counts its steps: resumed with another global
+    batch, the schedule would continue at the wrong place.
+
+    Args:
+        out_dir: The run folder (it may be new).
+        replicas: Devices of this command.
+        global_batch: Global batch of this command.
+
+    Raises:
+        ValueError: Naming the recorded and the current devices and global batch.
+    """
+    record = out_dir / "devices.json"
+    if not record.is_file():
+        return
+    previous = json.loads(record.read_text())
+    if previous.get("global_batch_size") != global_batch:
+        raise ValueError(
+            f"{out_dir} holds a run trained with a global batch of "
+            f"{previous.get('global_batch_size')} on {previous.get('replicas')} device(s); "
+            f"this command has {global_batch} on {replicas}. Resume on the same number of "
+            "devices (CUDA_VISIBLE_DEVICES, --distribute), or use another --out-dir"
+        )
+
+
+def _record_run(
+    out_dir: Path,
+    config: TrainConfig,
+    dataset: Dataset,
+    root: Path,
+    *,
+    replicas: int,
+    global_batch: int,
+) -> None:
+    """Write the run's settings, devices and data, once (they are only checked afterwards)."""
     if not (out_dir / "config.json").is_file():
         storage.write_json(out_dir / "config.json", json.loads(json.dumps(asdict(config))))
+    if not (out_dir / "devices.json").is_file():
+        storage.write_json(
+            out_dir / "devices.json", {"replicas": replicas, "global_batch_size": global_batch}
+        )
     record = out_dir / "dataset.json"
     if not record.is_file() or "fingerprint" not in json.loads(record.read_text()):
         storage.write_json(
@@ -516,7 +556,9 @@ def _run_in_folder(
                 f"batch of {global_batch} is larger than the "
                 f"{len(dataset.train_images)} training images"
             )
-        _record_run(out_dir, config, dataset, root)  # the first write into the run folder
+        check_devices(out_dir, replicas, global_batch)
+        # the first write into the run folder
+        _record_run(out_dir, config, dataset, root, replicas=replicas, global_batch=global_batch)
         first_epoch = callbacks.resumed_epoch(out_dir / "backup")
         steps_per_epoch = len(dataset.train_images) // global_batch
         steps_per_execution = args.steps_per_execution or (32 if capability is not None else 1)
