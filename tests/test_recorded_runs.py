@@ -7,6 +7,8 @@ benchmarks/results/README.md) before changing the defaults.
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from dataclasses import asdict
 from pathlib import Path
 
@@ -15,7 +17,7 @@ import pytest
 from dlnotes import training
 
 RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
-RECORDED = ("full-profile", "full-profile-repro")
+RECORDED = ("full-profile", "full-profile-repro", "multi-gpu/full-1gpu", "multi-gpu/full-2gpu")
 
 
 def _load(name: str) -> tuple[dict, dict, dict[str, list[float]]]:
@@ -59,7 +61,9 @@ def test_recorded_runs_name_their_machine_data_and_versions(name: str) -> None:
         100_000,
         10_000,
     )
-    assert metrics["profile"] == "full" and metrics["replicas"] == 1
+    assert metrics["profile"] == "full"
+    assert metrics["replicas"] == (2 if name.endswith("2gpu") else 1)
+    assert metrics["global_batch_size"] == 256 * metrics["replicas"]
 
 
 def test_the_recorded_run_meets_the_goal_and_reproduces() -> None:
@@ -68,3 +72,18 @@ def test_the_recorded_run_meets_the_goal_and_reproduces() -> None:
     assert record["val_top1"] >= 0.60 and record["wall_seconds"] <= 600
     assert repeat["wall_seconds"] <= 600
     assert abs(record["val_top1"] - repeat["val_top1"]) <= 0.01
+
+
+def test_the_multi_gpu_files_are_those_the_raw_results_give() -> None:
+    collector = Path(__file__).resolve().parents[1] / "benchmarks" / "multi_gpu.py"
+    result = subprocess.run(
+        [sys.executable, str(collector), "--check"], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+
+
+def test_two_gpus_keep_the_one_gpu_accuracy() -> None:
+    _, one, _ = _load("multi-gpu/full-1gpu")
+    _, two, _ = _load("multi-gpu/full-2gpu")
+    assert abs(two["val_top1"] - one["val_top1"]) <= 0.01
+    assert two["wall_seconds"] < one["wall_seconds"]

@@ -47,20 +47,26 @@ def results_dir() -> Path | None:
     return candidate if candidate.is_dir() else None
 
 
-def _download(name: str) -> Path:
+def _fetch(relative: str) -> Path:
+    """Download ``benchmarks/results/<relative>`` from the repository once, into the cache."""
     from dlnotes import runtime
 
     keras = runtime.import_quietly("keras")
-    folder = paths.cache_dir() / "recorded-runs" / name
-    folder.mkdir(parents=True, exist_ok=True)
+    target = paths.cache_dir() / "recorded-runs" / relative
+    target.parent.mkdir(parents=True, exist_ok=True)
+    keras.utils.get_file(
+        fname=target.name,
+        origin=f"{REPOSITORY_RAW_URL}/benchmarks/results/{relative}",
+        cache_dir=str(target.parent),
+        cache_subdir=".",
+    )
+    return target
+
+
+def _download(name: str) -> Path:
     for file in (*RUN_FILES, "metrics.json"):
-        keras.utils.get_file(
-            fname=file,
-            origin=f"{REPOSITORY_RAW_URL}/benchmarks/results/{name}/{file}",
-            cache_dir=str(folder),
-            cache_subdir=".",
-        )
-    return folder
+        _fetch(f"{name}/{file}")
+    return paths.cache_dir() / "recorded-runs" / name
 
 
 def load_run(name: str, *, root: str | os.PathLike[str] | None = None) -> RecordedRun:
@@ -93,6 +99,70 @@ def load_run(name: str, *, root: str | os.PathLike[str] | None = None) -> Record
         metrics=json.loads(metrics_file.read_text()) if metrics_file.is_file() else {},
         history=read_log(folder / "history.csv"),
     )
+
+
+def load_scaling(
+    folder: str = "multi-gpu", *, root: str | os.PathLike[str] | None = None
+) -> list[dict[str, Any]]:
+    """Read the per-run JSON files of a scaling measurement (``benchmarks/multi_gpu.py``).
+
+    Args:
+        folder: Folder under ``benchmarks/results`` holding ``index.json`` and the runs.
+        root: Folder holding ``folder``; default: the checkout's ``benchmarks/results``, or a
+            download from the repository when the package is installed without one.
+
+    Returns:
+        The runs in the order of ``index.json``, each a dict with at least ``name``, ``kind``,
+        ``gpus``, ``batch_per_device`` and ``images_per_second``.
+
+    Raises:
+        FileNotFoundError: If ``index.json`` or a run it lists is missing.
+    """
+    base = Path(root) if root is not None else results_dir()
+    if base is None:
+        index = json.loads(_fetch(f"{folder}/index.json").read_text())
+        files = [_fetch(f"{folder}/{name}.json") for name in index["runs"]]
+    else:
+        index_file = base / folder / "index.json"
+        if not index_file.is_file():
+            raise FileNotFoundError(f"no scaling measurements: {index_file} is missing")
+        index = json.loads(index_file.read_text())
+        files = [base / folder / f"{name}.json" for name in index["runs"]]
+        missing = [str(file) for file in files if not file.is_file()]
+        if missing:
+            raise FileNotFoundError(f"{index_file} lists runs that are missing: {missing}")
+    return [json.loads(file.read_text()) for file in files]
+
+
+def scaling_table(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each run with its speed-up over the one-GPU run of the same kind and per-device batch.
+
+    Args:
+        runs: As returned by :func:`load_scaling`.
+
+    Returns:
+        Copies of the runs, sorted by kind, per-device batch and GPUs, with ``speedup`` (images
+        per second ÷ those of the one-GPU run; ``None`` without one) and ``efficiency``
+        (``speedup`` ÷ GPUs).
+
+    Raises:
+        ValueError: If two runs share kind, per-device batch and number of GPUs.
+    """
+    keyed: dict[tuple[str, int, int], dict[str, Any]] = {}
+    for run in runs:
+        key = (run["kind"], run["batch_per_device"], run["gpus"])
+        if key in keyed:
+            raise ValueError(f"two runs measure {key}: {keyed[key]['name']} and {run['name']}")
+        keyed[key] = run
+    table = []
+    for key in sorted(keyed):
+        run = dict(keyed[key])
+        base = keyed.get((key[0], key[1], 1))
+        speedup = None if base is None else run["images_per_second"] / base["images_per_second"]
+        run["speedup"] = speedup
+        run["efficiency"] = None if speedup is None else speedup / run["gpus"]
+        table.append(run)
+    return table
 
 
 def time_breakdown(metrics: dict[str, Any]) -> dict[str, float]:
