@@ -99,6 +99,7 @@ def test_scaling_table_divides_by_the_one_gpu_run_of_the_same_batch() -> None:
             "kind": "throughput",
             "gpus": gpus,
             "batch_per_device": batch,
+            "global_batch_size": batch * gpus,
             "images_per_second": rate,
         }
 
@@ -107,6 +108,7 @@ def test_scaling_table_divides_by_the_one_gpu_run_of_the_same_batch() -> None:
     assert [row["name"] for row in table] == ["a", "b", "c"]
     assert table[0]["speedup"] == 1.0 and table[1]["speedup"] == 1.5
     assert table[1]["efficiency"] == 0.75
+    assert table[1]["step_milliseconds"] == pytest.approx(1000 * 512 / 300.0)
     assert table[2]["speedup"] is None and table[2]["efficiency"] is None
     assert "speedup" not in runs[0]  # the input is left alone
     with pytest.raises(ValueError, match=r"two runs measure \('throughput', 256, 2\): b and d"):

@@ -64,9 +64,8 @@ def _fetch(relative: str) -> Path:
 
 
 def _download(name: str) -> Path:
-    for file in (*RUN_FILES, "metrics.json"):
-        _fetch(f"{name}/{file}")
-    return paths.cache_dir() / "recorded-runs" / name
+    fetched = [_fetch(f"{name}/{file}") for file in (*RUN_FILES, "metrics.json")]
+    return fetched[0].parent
 
 
 def load_run(name: str, *, root: str | os.PathLike[str] | None = None) -> RecordedRun:
@@ -142,8 +141,9 @@ def scaling_table(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
     Returns:
         Copies of the runs, sorted by kind, per-device batch and GPUs, with ``speedup`` (images
-        per second ÷ those of the one-GPU run; ``None`` without one) and ``efficiency``
-        (``speedup`` ÷ GPUs).
+        per second ÷ those of the one-GPU run; ``None`` without one), ``efficiency``
+        (``speedup`` ÷ GPUs) and ``step_milliseconds`` (the global batch ÷ images per second:
+        how long one optimiser step took).
 
     Raises:
         ValueError: If two runs share kind, per-device batch and number of GPUs.
@@ -161,6 +161,7 @@ def scaling_table(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
         speedup = None if base is None else run["images_per_second"] / base["images_per_second"]
         run["speedup"] = speedup
         run["efficiency"] = None if speedup is None else speedup / run["gpus"]
+        run["step_milliseconds"] = 1000 * run["global_batch_size"] / run["images_per_second"]
         table.append(run)
     return table
 
