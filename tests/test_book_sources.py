@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from dlnotes import book
+from dlnotes.book import colab
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = yaml.safe_load((REPO / "_config.yml").read_text())
@@ -72,7 +73,7 @@ def test_toc_has_the_book_parts_in_order() -> None:
 
 @pytest.mark.parametrize("chapter", CHAPTERS, ids=lambda p: p.stem)
 def test_pairs_are_in_sync(chapter: Path) -> None:
-    notebook = REPO / book.notebook_for_chapter(f"chapters/{chapter.name}")
+    notebook = REPO / colab.notebook_for_chapter(f"chapters/{chapter.name}")
     differences = book.pairing_differences(chapter, notebook)
     assert not differences, (
         f"{chapter.name} and its notebook are out of sync; run "
@@ -82,7 +83,7 @@ def test_pairs_are_in_sync(chapter: Path) -> None:
 
 def test_editing_one_line_without_sync_is_detected(tmp_path: Path) -> None:
     chapter = CHAPTERS[0]
-    notebook = REPO / book.notebook_for_chapter(f"chapters/{chapter.name}")
+    notebook = REPO / colab.notebook_for_chapter(f"chapters/{chapter.name}")
     edited = tmp_path / chapter.name
     text = chapter.read_text().splitlines(keepends=True)
     index = next(i for i, line in enumerate(text) if line.startswith("This chapter"))
@@ -102,7 +103,7 @@ def test_committed_notebooks_have_no_outputs(notebook: Path) -> None:
 
 def _first_cell() -> str:
     repository = CONFIG["repository"]
-    return book.first_cell_source(repository["url"], repository["branch"])
+    return colab.first_cell_source(repository["url"], repository["branch"])
 
 
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.stem)
@@ -113,8 +114,8 @@ def test_first_code_cell_is_the_colab_setup(notebook: Path) -> None:
         f"the first code cell of {notebook.name} must be exactly:\n{_first_cell()}"
     )
     tags = first_code.metadata.get("tags", [])
-    assert all(tag in tags for tag in book.FIRST_CELL_TAGS), (
-        f"the first code cell of {notebook.name} must carry the tags {book.FIRST_CELL_TAGS} "
+    assert all(tag in tags for tag in colab.FIRST_CELL_TAGS), (
+        f"the first code cell of {notebook.name} must carry the tags {colab.FIRST_CELL_TAGS} "
         "(collapsed in the book)"
     )
 
@@ -154,25 +155,25 @@ def test_setup_cell_installs_from_the_configured_repository_inside_colab(
 
 
 def test_colab_url_points_at_the_paired_notebook() -> None:
-    url = book.colab_url("https://github.com/org/repo", "main", "notebooks/01_x.ipynb")
+    url = colab.colab_url("https://github.com/org/repo", "main", "notebooks/01_x.ipynb")
     assert url == "https://colab.research.google.com/github/org/repo/blob/main/notebooks/01_x.ipynb"
-    assert book.notebook_for_chapter("chapters/01_x") == "notebooks/01_x.ipynb"
-    assert book.notebook_for_chapter("chapters/01_x.md") == "notebooks/01_x.ipynb"
+    assert colab.notebook_for_chapter("chapters/01_x") == "notebooks/01_x.ipynb"
+    assert colab.notebook_for_chapter("chapters/01_x.md") == "notebooks/01_x.ipynb"
 
 
 @pytest.mark.parametrize(
     ("call", "message"),
     [
         (
-            lambda: book.colab_url("https://gitlab.com/a/b", "main", "n.ipynb"),
+            lambda: colab.colab_url("https://gitlab.com/a/b", "main", "n.ipynb"),
             "github.com/OWNER/REPO",
         ),
         (
-            lambda: book.colab_url("https://github.com/a/b", "main", "chapters/x.md"),
+            lambda: colab.colab_url("https://github.com/a/b", "main", "chapters/x.md"),
             "notebooks only",
         ),
-        (lambda: book.notebook_for_chapter("intro"), "not a chapter"),
-        (lambda: book.first_cell_source("not a url", "main"), "github.com/OWNER/REPO"),
+        (lambda: colab.notebook_for_chapter("intro"), "not a chapter"),
+        (lambda: colab.first_cell_source("not a url", "main"), "github.com/OWNER/REPO"),
     ],
 )
 def test_book_helpers_reject_bad_input(call, message: str) -> None:
@@ -195,3 +196,106 @@ def test_pairing_reports_a_missing_notebook(tmp_path: Path) -> None:
     shutil.copy(CHAPTERS[0], copy)
     with pytest.raises(FileNotFoundError, match="missing half"):
         book.pairing_differences(copy, tmp_path / "x.ipynb")
+
+
+SPHINX_ONLY_CODE_DIRECTIVES = ("literalinclude", "include")
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS, ids=lambda p: p.stem)
+def test_no_chapter_shows_code_through_a_sphinx_only_directive(chapter: Path) -> None:
+    # Colab and Jupyter show such a directive as raw text: the code would be missing there.
+    for directive in SPHINX_ONLY_CODE_DIRECTIVES:
+        assert f"{{{directive}}}" not in chapter.read_text(), (
+            f"{chapter.name} uses {{{directive}}}: show package code with book.show_code(...)"
+        )
+
+
+def test_first_cells_are_derived_from_the_configured_repository() -> None:
+    assert colab.configured_repository(REPO) == (
+        CONFIG["repository"]["url"],
+        CONFIG["repository"]["branch"],
+    )
+    assert colab.sync_first_cells(REPO, check=True) == [], (
+        "run `python -m dlnotes.book.colab` after changing repository: in _config.yml"
+    )
+
+
+def _tracked_text_files() -> list[Path]:
+    listed = subprocess.run(
+        ["git", "ls-files", "-z"], cwd=REPO, capture_output=True, check=True
+    ).stdout.split(b"\0")
+    files = [REPO / name.decode() for name in listed if name]
+    return [f for f in files if f.is_file() and f.suffix not in {".h5", ".png", ".zip", ".jpg"}]
+
+
+def test_the_repository_is_named_once() -> None:
+    owner, name = colab.github_parts(CONFIG["repository"]["url"])
+    pattern = re.compile(rf"\b{re.escape(owner)}/{re.escape(name)}\b")
+    first_cell = _first_cell()
+    places = []
+    for path in _tracked_text_files():
+        text = path.read_text(errors="replace")
+        if pattern.search(text) is None:
+            continue
+        relative = path.relative_to(REPO).as_posix()
+        if relative in ("chapters/" + p.name for p in CHAPTERS):
+            text = text.replace(first_cell, "")
+        elif relative in ("notebooks/" + p.name for p in NOTEBOOKS):
+            cells = nbformat.read(path, as_version=4).cells
+            text = "\n".join(c.source for c in cells if c.source != first_cell)
+        if pattern.search(text):
+            places.append(relative)
+    assert places == ["_config.yml"], (
+        f"{owner}/{name} is written outside _config.yml and the generated first cells: {places}"
+    )
+
+
+def test_a_fork_changes_one_line(tmp_path: Path) -> None:
+    fork = tmp_path / "fork"
+    shutil.copytree(REPO / "chapters", fork / "chapters")
+    shutil.copytree(REPO / "notebooks", fork / "notebooks")
+    shutil.copy(REPO / "pyproject.toml", fork / "pyproject.toml")  # jupytext's pairing formats
+    config = (REPO / "_config.yml").read_text()
+    old_url = CONFIG["repository"]["url"]
+    assert config.count(old_url) == 1
+    (fork / "_config.yml").write_text(config.replace(old_url, "https://github.com/someone/fork"))
+    assert colab.sync_first_cells(fork, check=True) == sorted((fork / "chapters").glob("*.md"))
+    assert colab.main([str(fork)]) == 0
+    assert colab.main([str(fork), "--check"]) == 0
+    expected = colab.first_cell_source("https://github.com/someone/fork", "main")
+    for notebook in sorted((fork / "notebooks").glob("*.ipynb")):
+        cells = nbformat.read(notebook, as_version=4).cells
+        assert next(c for c in cells if c.cell_type == "code").source == expected
+        assert book.pairing_differences(fork / "chapters" / f"{notebook.stem}.md", notebook) == []
+    # The Colab links follow the same line when the book is built (html_theme_options).
+    assert colab.colab_url("https://github.com/someone/fork", "main", "notebooks/x.ipynb") == (
+        "https://colab.research.google.com/github/someone/fork/blob/main/notebooks/x.ipynb"
+    )
+
+
+def test_sync_reports_a_configuration_without_a_repository(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "_config.yml").write_text("title: x\n")
+    assert colab.main([str(tmp_path)]) == 1
+    assert "repository.url" in capsys.readouterr().err
+    assert colab.main([str(tmp_path / "nowhere")]) == 1
+    assert "_config.yml is missing" in capsys.readouterr().err
+
+
+def test_show_code_shows_the_installed_source() -> None:
+    import inspect
+
+    from dlnotes import models
+    from dlnotes.data import mixing
+
+    listing = book.show_code(models.conv_unit)
+    assert listing.source == inspect.getsource(models.conv_unit)
+    assert listing.origin == "dlnotes.models.resnet.conv_unit"
+    markdown = listing._repr_markdown_()
+    assert markdown.startswith("```python\ndef conv_unit(") and markdown.endswith("\n```\n")
+    method = book.show_code(mixing.MixImages.call)
+    assert method.source.startswith("def call(")  # dedented out of its class
+    for wrong in (models, 3, print):
+        with pytest.raises(ValueError, match="got"):
+            book.show_code(wrong)

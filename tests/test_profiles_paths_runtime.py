@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -174,3 +176,28 @@ def test_import_quietly_returns_the_module_and_silences_native_stderr(
     assert "native log line" not in capfd.readouterr().err
     assert runtime.import_quietly("noisy_module") is module  # a second import is free
     assert runtime.import_quietly("json").dumps([1]) == "[1]"
+
+
+def test_tensorflow_hub_imports_where_pkg_resources_is_missing() -> None:
+    # tensorflow_hub 0.16.1 imports pkg_resources, which Python 3.12 venvs and setuptools >= 81
+    # lack; simulated here by blocking the module (an entry of None makes its import fail).
+    script = (
+        "import sys\n"
+        "sys.modules['pkg_resources'] = None\n"
+        "try:\n"
+        "    import tensorflow_hub\n"
+        "except ModuleNotFoundError as error:\n"
+        "    assert error.name == 'pkg_resources', error\n"
+        "else:\n"
+        "    raise AssertionError('pkg_resources was not blocked')\n"
+        "sys.modules.pop('tensorflow_hub', None)\n"
+        "from dlnotes import runtime\n"
+        "hub = runtime.import_quietly('tensorflow_hub')\n"
+        "assert callable(hub.load) and hub.KerasLayer\n"
+        "assert sys.modules['pkg_resources'] is None  # the stand-in was removed again\n"
+        "print('ok')\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr[-2000:]

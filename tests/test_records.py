@@ -1,26 +1,66 @@
-"""Recorded runs: reading them where they lie, downloading them elsewhere, their time breakdown."""
+"""Recorded runs: read from the package's copy of benchmarks/results, their time breakdown."""
 
 from __future__ import annotations
 
-import functools
-import http.server
+import importlib.util
 import shutil
-import threading
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
-import yaml
 
 from dlnotes.training import records
 
 REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "benchmarks" / "results"
 
 
-def test_the_checkout_holds_the_recorded_runs() -> None:
-    assert records.results_dir() == REPO / "benchmarks" / "results"
+def test_the_package_carries_the_recorded_runs() -> None:
+    packaged = Path(str(records.recorded_runs()))
+    assert packaged == REPO / "src" / "dlnotes" / "resources" / "recorded_runs"
     run = records.load_run("full-profile")
     assert run.config["profile"] == "full" and run.metrics["epochs_completed"] == 55
     assert len(run.history["val_accuracy"]) == 55
+    assert run == records.load_run("full-profile", root=RESULTS)
+    assert records.load_scaling() == records.load_scaling(root=RESULTS)
+
+
+def test_the_packaged_runs_are_those_of_benchmarks_results() -> None:
+    script = REPO / "benchmarks" / "package_runs.py"
+    result = subprocess.run(
+        [sys.executable, str(script), "--check"], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+
+
+def test_package_runs_copies_new_and_changed_files_and_removes_stale_ones(tmp_path: Path) -> None:
+    spec = importlib.util.spec_from_file_location(
+        "package_runs", REPO / "benchmarks" / "package_runs.py"
+    )
+    assert spec is not None and spec.loader is not None
+    package_runs = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(package_runs)
+    results, packaged = tmp_path / "results", tmp_path / "packaged"
+    shutil.copytree(RESULTS / "full-profile", results / "full-profile")
+    shutil.copytree(RESULTS / "ablations" / "no-cutmix-h100", results / "stopped")
+    (results / "multi-gpu").mkdir()
+    (results / "multi-gpu" / "index.json").write_text('{"runs": []}')
+    (packaged / "gone").mkdir(parents=True)
+    (packaged / "gone" / "config.json").write_text("{}")
+    assert package_runs.differences(results, packaged)
+    package_runs.copy_runs(results, packaged)
+    assert package_runs.differences(results, packaged) == []
+    assert sorted(p.relative_to(packaged).as_posix() for p in packaged.rglob("*.*")) == [
+        "full-profile/config.json",
+        "full-profile/history.csv",
+        "full-profile/metrics.json",
+        "multi-gpu/index.json",
+        "stopped/config.json",
+        "stopped/history.csv",
+    ]  # no logs, no metrics for a stopped run, nothing stale
+    (results / "full-profile" / "metrics.json").write_text("{}")
+    assert package_runs.differences(results, packaged) == ["changed: full-profile/metrics.json"]
 
 
 def test_a_run_folder_without_its_files_is_refused(tmp_path: Path) -> None:
@@ -28,46 +68,13 @@ def test_a_run_folder_without_its_files_is_refused(tmp_path: Path) -> None:
     (tmp_path / "broken" / "config.json").write_text("{}")
     with pytest.raises(FileNotFoundError, match=r"broken lacks history\.csv"):
         records.load_run("broken", root=tmp_path)
-    stopped = records.load_run("ablations/no-cutmix-h100")  # killed before its end: no metrics
-    assert stopped.metrics == {} and len(stopped.history["epoch"]) < stopped.config["epochs"]
+    with pytest.raises(ValueError, match=r"got '\.\./full-profile'"):
+        records.load_run("../full-profile")
 
 
-def test_the_raw_url_is_the_configured_repository() -> None:
-    repository = yaml.safe_load((REPO / "_config.yml").read_text())["repository"]
-    owner_repo = repository["url"].removeprefix("https://github.com/").rstrip("/")
-    assert records.REPOSITORY_RAW_URL == (
-        f"https://raw.githubusercontent.com/{owner_repo}/{repository['branch']}"
-    )
-
-
-def test_outside_a_checkout_runs_are_downloaded_once(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    served = tmp_path / "served"
-    for folder in ("full-profile", "multi-gpu"):
-        shutil.copytree(
-            REPO / "benchmarks" / "results" / folder,
-            served / "benchmarks" / "results" / folder,
-        )
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(served))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        monkeypatch.setattr(records, "results_dir", lambda: None)
-        monkeypatch.setattr(records, "REPOSITORY_RAW_URL", f"http://127.0.0.1:{server.server_port}")
-        monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-        run = records.load_run("full-profile")
-        assert (
-            run.metrics
-            == records.load_run("full-profile", root=REPO / "benchmarks" / "results").metrics
-        )
-        scaling = records.load_scaling()
-        assert scaling == records.load_scaling(root=REPO / "benchmarks" / "results")
-        server.shutdown()  # a second load reads the cache
-        assert records.load_run("full-profile").config == run.config
-        assert records.load_scaling() == scaling
-    finally:
-        server.server_close()
+def test_a_run_stopped_before_its_end_loads_without_metrics() -> None:
+    stopped = records.load_run("ablations/no-cutmix-h100")
+    assert stopped.metrics == {} and 0 < len(stopped.history["epoch"]) < stopped.config["epochs"]
 
 
 def test_time_breakdown_adds_up_to_the_wall_time() -> None:

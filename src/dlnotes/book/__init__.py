@@ -1,10 +1,11 @@
-"""Glue between the book and Google Colab, plus a small Sphinx extension.
+"""The book's presentation layer: showing package code, plots, diagrams, Colab, and the Sphinx
+extension of the book.
 
-The MyST ``.md`` files in ``chapters/`` are the source of every chapter; jupytext pairs each one
-with a notebook of the same name in ``notebooks/``. Colab can only open notebooks, so every page
-links to the paired ``.ipynb``, and each notebook starts with a cell that installs ``dlnotes``
-when (and only when) it runs inside Colab. The repository URL and branch are configured once,
-under ``repository:`` in ``_config.yml``.
+* :func:`show_code` (:mod:`dlnotes.book.listing`) shows a function's real source in a chapter —
+  in the book, Jupyter and Colab alike.
+* :mod:`dlnotes.book.colab`: the Colab links and the first cell of every chapter, derived from
+  the repository named once under ``repository:`` in ``_config.yml``.
+* :mod:`dlnotes.book.plotting` and :mod:`dlnotes.book.diagrams`: the chapters' figures.
 
 Used as a Sphinx extension (``dlnotes.book`` in ``_config.yml``), this module
 
@@ -20,103 +21,10 @@ import html
 import importlib.metadata
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
-COLAB_URL = "https://colab.research.google.com"
-CHAPTERS_DIR = "chapters"
-NOTEBOOKS_DIR = "notebooks"
+from dlnotes.book.listing import CodeListing, show_code
 
-
-def _github_parts(repository_url: str) -> tuple[str, str]:
-    parsed = urlparse(repository_url.strip())
-    parts = [p for p in parsed.path.split("/") if p]
-    if parsed.netloc != "github.com" or len(parts) != 2:
-        raise ValueError(
-            f"repository URL must look like https://github.com/OWNER/REPO, got {repository_url!r}"
-        )
-    owner, repo = parts
-    return owner, repo.removesuffix(".git")
-
-
-def notebook_for_chapter(chapter: str) -> str:
-    """Return the repository path of the notebook paired with a chapter.
-
-    Args:
-        chapter: A chapter docname or path such as ``"chapters/01_tensorflow_essentials"`` or
-            ``"chapters/01_tensorflow_essentials.md"``.
-
-    Returns:
-        The path of the paired notebook, e.g. ``"notebooks/01_tensorflow_essentials.ipynb"``.
-
-    Raises:
-        ValueError: If ``chapter`` is not inside ``chapters/``.
-    """
-    path = Path(chapter)
-    if path.parts[:1] != (CHAPTERS_DIR,) or len(path.parts) != 2:
-        raise ValueError(f"not a chapter under {CHAPTERS_DIR}/: {chapter!r}")
-    return f"{NOTEBOOKS_DIR}/{path.stem}.ipynb"
-
-
-def colab_url(repository_url: str, branch: str, notebook_path: str) -> str:
-    """Return the Colab address that opens a notebook of the repository.
-
-    Args:
-        repository_url: ``https://github.com/OWNER/REPO``.
-        branch: Branch name, e.g. ``"main"``.
-        notebook_path: Path of an ``.ipynb`` file inside the repository.
-
-    Returns:
-        ``https://colab.research.google.com/github/OWNER/REPO/blob/BRANCH/PATH``.
-
-    Raises:
-        ValueError: If the URL is not a GitHub repository or the path is not a notebook.
-    """
-    owner, repo = _github_parts(repository_url)
-    if not notebook_path.endswith(".ipynb"):
-        raise ValueError(f"Colab opens notebooks only, got {notebook_path!r}")
-    return f"{COLAB_URL}/github/{owner}/{repo}/blob/{branch}/{notebook_path.lstrip('/')}"
-
-
-FIRST_CELL_TAGS = ("hide-input",)
-"""Tags of every chapter's first code cell: the book shows its output but collapses its code."""
-
-
-def first_cell_source(repository_url: str, branch: str) -> str:
-    """Return the source of the first code cell of every chapter.
-
-    The cell installs ``dlnotes`` (with its TensorFlow extras) from the repository when it runs
-    inside Google Colab (where the module ``google.colab`` is loaded) and installs nothing
-    anywhere else; then it calls :func:`dlnotes.runtime.setup`, which silences framework logs,
-    prints the run profile and whether a GPU is visible, and says how to attach one. Data and
-    pretrained weights are downloaded by the chapters that need them, when they first need them
-    (:func:`dlnotes.data.find_root`, :func:`dlnotes.models.hub.load_pretrained_classifier`,
-    :func:`dlnotes.models.transfer.pretrained_backbone_weights`). In the book the cell carries
-    the tags :data:`FIRST_CELL_TAGS`.
-
-    Args:
-        repository_url: ``https://github.com/OWNER/REPO``.
-        branch: Branch to install from.
-
-    Returns:
-        Python source of the cell.
-    """
-    _github_parts(repository_url)
-    requirement = f"dlnotes[tensorflow] @ git+{repository_url.rstrip('/')}@{branch}"
-    return (
-        "# On Google Colab, install the course package; anywhere else this does nothing. Data and\n"
-        "# pretrained weights download by themselves when a chapter first needs them.\n"
-        "import subprocess\n"
-        "import sys\n"
-        "\n"
-        'if "google.colab" in sys.modules:\n'
-        f'    requirement = "{requirement}"\n'
-        '    subprocess.run([sys.executable, "-m", "pip", "install", "-q", requirement], '
-        "check=True)\n"
-        "\n"
-        "from dlnotes import runtime\n"
-        "\n"
-        "runtime.setup()"
-    )
+__all__ = ["CodeListing", "mathjax_bundle_dir", "pairing_differences", "setup", "show_code"]
 
 
 def _colab_link_html(url: str) -> str:
@@ -131,6 +39,8 @@ def _colab_link_html(url: str) -> str:
 def _add_colab_link(
     app: Any, pagename: str, templatename: str, context: dict[str, Any], doctree: Any
 ) -> None:
+    from dlnotes.book.colab import CHAPTERS_DIR, colab_url, notebook_for_chapter
+
     if not pagename.startswith(f"{CHAPTERS_DIR}/") or "body" not in context:
         return
     notebook = notebook_for_chapter(pagename)

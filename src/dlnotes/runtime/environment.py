@@ -73,11 +73,41 @@ def import_quietly(module: str) -> ModuleType:
         return sys.modules[module]
     with native_stderr_silenced(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        imported = importlib.import_module(module)
+        try:
+            imported = importlib.import_module(module)
+        except ModuleNotFoundError as error:
+            if module != "tensorflow_hub" or error.name != "pkg_resources":
+                raise
+            imported = _import_tensorflow_hub_without_pkg_resources()
     if module == "tensorflow":
         # TensorFlow's Python logger prints INFO lines such as "Assets written to: …" on stderr.
         imported.get_logger().setLevel("ERROR")
     return imported
+
+
+def _import_tensorflow_hub_without_pkg_resources() -> ModuleType:
+    """Import ``tensorflow_hub`` where ``pkg_resources`` is missing.
+
+    ``tensorflow_hub`` 0.16.1 (its latest release) imports ``parse_version`` from
+    ``pkg_resources`` for one version check when it is imported. ``pkg_resources`` is gone from
+    setuptools 81 and later, and a Python 3.12 virtual environment has no setuptools at all, so
+    the import fails there. During that one import, a stand-in module offers the same function
+    (``packaging.version.parse``, which TensorFlow installs); it is removed right after.
+    """
+    from packaging.version import parse
+
+    stand_in = ModuleType("pkg_resources")
+    stand_in.parse_version = parse  # type: ignore[attr-defined]
+    had_entry = "pkg_resources" in sys.modules
+    previous = sys.modules.get("pkg_resources")
+    sys.modules["pkg_resources"] = stand_in
+    try:
+        return importlib.import_module("tensorflow_hub")
+    finally:
+        if had_entry:
+            sys.modules["pkg_resources"] = previous  # type: ignore[assignment]
+        else:
+            del sys.modules["pkg_resources"]
 
 
 def keras_backend() -> str:

@@ -1,24 +1,32 @@
 """Recorded training runs: the GPU runs committed under ``benchmarks/results`` with provenance.
 
 A page that shows a GPU result reads it from the run folder the trainer wrote on the GPU
-(``config.json``, ``metrics.json``, ``history.csv``) — never from numbers typed into the page. In a
-source checkout the folders are read where they lie; elsewhere (an installed package, Colab) they
-are downloaded once from the repository into the cache.
+(``config.json``, ``metrics.json``, ``history.csv``) — never from numbers typed into the page.
+Those files travel with the package (``dlnotes/resources/recorded_runs``, copied from
+``benchmarks/results`` by ``benchmarks/package_runs.py``), so a source checkout, an installed
+wheel, Google Colab and a machine without network all read the same files, with no download.
 """
 
 from __future__ import annotations
 
+import csv
+import importlib.resources
+import io
 import json
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from dlnotes.runtime import paths
-from dlnotes.training.callbacks import read_log
+if TYPE_CHECKING:
+    if sys.version_info >= (3, 11):
+        from importlib.resources.abc import Traversable
+    else:
+        from importlib.abc import Traversable
 
-REPOSITORY_RAW_URL = "https://raw.githubusercontent.com/dlnotes/dlnotes/main"
-"""Raw-file address of the repository (the same repository and branch as ``_config.yml``)."""
+RECORDED_RUNS_RESOURCE = "resources/recorded_runs"
+"""Where the recorded runs lie inside the package."""
 
 RUN_FILES = ("config.json", "history.csv")
 """Files every run folder has; ``metrics.json`` is written only when a run finishes."""
@@ -41,31 +49,27 @@ class RecordedRun:
     history: dict[str, list[float]]
 
 
-def results_dir() -> Path | None:
-    """``benchmarks/results`` of the source checkout this package runs from, if there is one."""
-    candidate = Path(__file__).resolve().parents[3] / "benchmarks" / "results"
-    return candidate if candidate.is_dir() else None
+def recorded_runs() -> Traversable:
+    """The folder of recorded runs inside the installed package."""
+    return importlib.resources.files("dlnotes").joinpath(RECORDED_RUNS_RESOURCE)
 
 
-def _fetch(relative: str) -> Path:
-    """Download ``benchmarks/results/<relative>`` from the repository once, into the cache."""
-    from dlnotes import runtime
-
-    keras = runtime.import_quietly("keras")
-    target = paths.cache_dir() / "recorded-runs" / relative
-    target.parent.mkdir(parents=True, exist_ok=True)
-    keras.utils.get_file(
-        fname=target.name,
-        origin=f"{REPOSITORY_RAW_URL}/benchmarks/results/{relative}",
-        cache_dir=str(target.parent),
-        cache_subdir=".",
-    )
-    return target
+def _folder(name: str, root: str | os.PathLike[str] | None) -> Traversable:
+    if not name or name.startswith("/") or ".." in name.split("/"):
+        raise ValueError(
+            f"a recorded run is named by its folder, e.g. 'full-profile', got {name!r}"
+        )
+    folder: Traversable = Path(root) if root is not None else recorded_runs()
+    for part in name.split("/"):
+        folder = folder.joinpath(part)
+    return folder
 
 
-def _download(name: str) -> Path:
-    fetched = [_fetch(f"{name}/{file}") for file in (*RUN_FILES, "metrics.json")]
-    return fetched[0].parent
+def _history(text: str) -> dict[str, list[float]]:
+    rows = list(csv.DictReader(io.StringIO(text)))
+    if not rows:
+        return {}
+    return {key: [float(row[key]) for row in rows] for key in rows[0]}
 
 
 def load_run(name: str, *, root: str | os.PathLike[str] | None = None) -> RecordedRun:
@@ -73,30 +77,25 @@ def load_run(name: str, *, root: str | os.PathLike[str] | None = None) -> Record
 
     Args:
         name: Folder name under ``benchmarks/results`` (may contain ``/``).
-        root: Folder holding the runs; default: the checkout's ``benchmarks/results``, or a
-            download from the repository when the package is installed without one.
+        root: Folder holding the runs; default: the copy inside the package.
 
     Returns:
-        The run.
+        The run; ``metrics`` is empty for a run stopped before its end (no ``metrics.json``).
 
     Raises:
+        ValueError: For a name that is not a relative folder name.
         FileNotFoundError: If the run folder lacks one of its files.
     """
-
-    if root is not None:
-        folder = Path(root) / name
-    else:
-        local = results_dir()
-        folder = local / name if local is not None else _download(name)
-    missing = [file for file in RUN_FILES if not (folder / file).is_file()]
+    folder = _folder(name, root)
+    missing = [file for file in RUN_FILES if not folder.joinpath(file).is_file()]
     if missing:
         raise FileNotFoundError(f"not a recorded run: {folder} lacks {', '.join(missing)}")
-    metrics_file = folder / "metrics.json"
+    metrics_file = folder.joinpath("metrics.json")
     return RecordedRun(
         name=name,
-        config=json.loads((folder / "config.json").read_text()),
+        config=json.loads(folder.joinpath("config.json").read_text()),
         metrics=json.loads(metrics_file.read_text()) if metrics_file.is_file() else {},
-        history=read_log(folder / "history.csv"),
+        history=_history(folder.joinpath("history.csv").read_text()),
     )
 
 
@@ -107,29 +106,25 @@ def load_scaling(
 
     Args:
         folder: Folder under ``benchmarks/results`` holding ``index.json`` and the runs.
-        root: Folder holding ``folder``; default: the checkout's ``benchmarks/results``, or a
-            download from the repository when the package is installed without one.
+        root: Folder holding ``folder``; default: the copy inside the package.
 
     Returns:
         The runs in the order of ``index.json``, each a dict with at least ``name``, ``kind``,
         ``gpus``, ``batch_per_device`` and ``images_per_second``.
 
     Raises:
+        ValueError: For a folder name that is not relative.
         FileNotFoundError: If ``index.json`` or a run it lists is missing.
     """
-    base = Path(root) if root is not None else results_dir()
-    if base is None:
-        index = json.loads(_fetch(f"{folder}/index.json").read_text())
-        files = [_fetch(f"{folder}/{name}.json") for name in index["runs"]]
-    else:
-        index_file = base / folder / "index.json"
-        if not index_file.is_file():
-            raise FileNotFoundError(f"no scaling measurements: {index_file} is missing")
-        index = json.loads(index_file.read_text())
-        files = [base / folder / f"{name}.json" for name in index["runs"]]
-        missing = [str(file) for file in files if not file.is_file()]
-        if missing:
-            raise FileNotFoundError(f"{index_file} lists runs that are missing: {missing}")
+    base = _folder(folder, root)
+    index_file = base.joinpath("index.json")
+    if not index_file.is_file():
+        raise FileNotFoundError(f"no scaling measurements: {index_file} is missing")
+    index = json.loads(index_file.read_text())
+    files = [base.joinpath(f"{name}.json") for name in index["runs"]]
+    missing = [str(file) for file in files if not file.is_file()]
+    if missing:
+        raise FileNotFoundError(f"{index_file} lists runs that are missing: {missing}")
     return [json.loads(file.read_text()) for file in files]
 
 
