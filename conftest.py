@@ -84,6 +84,9 @@ def pytest_configure(config: pytest.Config) -> None:
         kind = "synthetic stand-in (the real mini archive was not found)"
     _state.update(workdir=workdir, root=root, kind=kind)
     os.environ["DLNOTES_DATA_DIR"] = str(root)
+    # The trainer's caches stay in the run's temporary folder, not in the user's cache.
+    os.environ.setdefault("DLNOTES_DECODE_CACHE", str(workdir / "decoded"))
+    os.environ.setdefault("DLNOTES_COMPILATION_CACHE", str(workdir / "compiled"))
     os.environ.setdefault("DLNOTES_PROFILE", "smoke")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 

@@ -289,6 +289,7 @@ def test_keras_data_parallel_on_two_jax_cpu_devices(tiny_imagenet: Path, tmp_pat
         **os.environ,
         "KERAS_BACKEND": "jax",
         "XLA_FLAGS": "--xla_force_host_platform_device_count=2",
+        "DLNOTES_COMPILATION_CACHE": str(tmp_path / "compiled"),
     }
     command = train_command(
         tiny_imagenet,
@@ -309,6 +310,9 @@ def test_keras_data_parallel_on_two_jax_cpu_devices(tiny_imagenet: Path, tmp_pat
     assert metrics["backend"] == "jax" and metrics["replicas"] == 2
     assert metrics["epochs_completed"] == 2
     assert 0 <= metrics["val_top1_single_view"] <= 1
+    assert metrics["compilation_cache"] == str(tmp_path / "compiled")
+    assert any((tmp_path / "compiled").iterdir())  # the steps were kept for the next run
+    assert metrics["decode_cache"] in ("stored", "hit")
 
 
 def test_user_errors_are_reported_and_leave_nothing_behind(

@@ -123,48 +123,53 @@ def load_images(
 
 
 def pixel_stats(
-    images: np.ndarray | Iterable[np.ndarray], *, chunk: int = 1024
+    images: np.ndarray | Iterable[np.ndarray], *, chunk: int = 4096
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Per-channel mean and standard deviation of uint8 images, in bounded memory.
+    """Per-channel mean and standard deviation of uint8 images, exactly, in bounded memory.
 
-    Sums and sums of squares are accumulated exactly in int64, ``chunk`` images at a time, so the
-    extra memory is one chunk in int64 (100 MB for 1,024 images of 64×64×3) instead of a float
-    copy of the whole array (``images.reshape(-1, 3).std(axis=0)`` needs ≈ 9 GiB more for the
-    Tiny ImageNet training split). The images can also come as an iterable of uint8 batches
-    (e.g. from a ``tf.data`` pipeline): the trainer and the input-pipeline chapter share this code.
+    Each channel's 256-bin histogram is counted (``np.bincount``), ``chunk`` images at a time;
+    the sum and the sum of squares follow exactly from the histogram, so the extra memory is one
+    chunk's channel (16 MB for 4,096 images of 64×64) instead of a float copy of the whole array
+    (``images.reshape(-1, 3).std(axis=0)`` needs ≈ 9 GiB more for the Tiny ImageNet training
+    split), and no pixel is converted to a wider type. The images can also come as an iterable
+    of uint8 batches (e.g. from a ``tf.data`` pipeline): the trainer and the input-pipeline
+    chapter share this code.
 
     Args:
         images: ``(N, H, W, C)`` uint8 array, or an iterable of such batches.
-        chunk: Images per accumulation step (≥ 1).
+        chunk: Images per counting step (≥ 1).
 
     Returns:
         ``(mean, std)``, two float64 arrays of C entries, in pixel units [0, 255].
 
     Raises:
-        ValueError: If there are no images, a batch is not a 4-D uint8 array, or ``chunk`` < 1.
+        ValueError: If there are no images, a batch is not a 4-D uint8 array, the batches
+            disagree on the channels, or ``chunk`` < 1.
     """
     if chunk < 1:
         raise ValueError(f"chunk must be at least 1, got {chunk}")
     batches = [images] if isinstance(images, np.ndarray) else images
-    total: np.ndarray | None = None
-    squares = np.zeros(0, dtype=np.int64)
-    count = 0
+    histogram: np.ndarray | None = None
     for batch in batches:
         if batch.dtype != np.uint8 or batch.ndim != 4 or len(batch) == 0:
             raise ValueError(
                 f"expected a non-empty (N, H, W, C) uint8 array, got {batch.dtype} {batch.shape}"
             )
         channels = batch.shape[-1]
-        if total is None:
-            total = np.zeros(channels, dtype=np.int64)
-            squares = np.zeros(channels, dtype=np.int64)
+        if histogram is None:
+            histogram = np.zeros((channels, 256), dtype=np.int64)
+        elif histogram.shape[0] != channels:
+            raise ValueError(
+                f"batches disagree on the channels: {histogram.shape[0]} then {channels}"
+            )
         for start in range(0, len(batch), chunk):
-            block = batch[start : start + chunk].reshape(-1, channels).astype(np.int64)
-            total += block.sum(axis=0)
-            squares += np.einsum("ij,ij->j", block, block)
-        count += batch.size // channels
-    if total is None:
+            block = batch[start : start + chunk].reshape(-1, channels)
+            for channel in range(channels):
+                histogram[channel] += np.bincount(block[:, channel], minlength=256)
+    if histogram is None:
         raise ValueError("pixel_stats needs at least one image, got none")
-    mean = total / count
-    variance = squares / count - mean**2
+    values = np.arange(256, dtype=np.int64)
+    count = histogram.sum(axis=1)
+    mean = (histogram @ values) / count
+    variance = (histogram @ values**2) / count - mean**2
     return mean, np.sqrt(np.maximum(variance, 0.0))

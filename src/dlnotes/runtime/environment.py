@@ -15,6 +15,7 @@ import sys
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from types import ModuleType
 
 _QUIET_ENV = {
@@ -207,3 +208,46 @@ def device_description() -> str:
         count = f"{len(gpus)} × " if len(gpus) > 1 else ""
         return f"GPU: {count}{gpus[0].name}"
     return f"no GPU visible, CPU: {os.cpu_count()} cores ({platform.machine()})"
+
+
+COMPILATION_CACHE_ENV = "DLNOTES_COMPILATION_CACHE"
+"""Environment variable: the folder of JAX's persistent compilation cache, or ``off``."""
+
+
+def compilation_cache_folder() -> Path | None:
+    """Where JAX keeps compiled programs between runs, or None when switched off.
+
+    Returns:
+        ``$DLNOTES_COMPILATION_CACHE`` if set (``off`` switches the cache off), else
+        ``~/.cache/dlnotes/jax-compilation`` (``$XDG_CACHE_HOME`` honoured).
+    """
+    from dlnotes.runtime import paths
+
+    configured = os.environ.get(COMPILATION_CACHE_ENV, "").strip()
+    if configured.lower() in {"off", "0", "false", "no", "none"}:
+        return None
+    return Path(configured).expanduser() if configured else paths.cache_dir() / "jax-compilation"
+
+
+def enable_compilation_cache() -> Path | None:
+    """Keep JAX's compiled programs (and GPU autotuning results) on disk for the next run.
+
+    Compiling and autotuning the trainer's steps costs the first epoch tens of seconds on a GPU;
+    with the persistent cache a second run of the same program loads them instead. A changed
+    network, batch size, dataset size or JAX version compiles afresh (they change the cache key).
+    Does nothing unless the Keras backend is JAX.
+
+    Returns:
+        The cache folder in use, or None (another backend, or the cache switched off).
+    """
+    folder = compilation_cache_folder()
+    if folder is None or keras_backend() != "jax":
+        return None
+    jax = import_quietly("jax")
+    folder.mkdir(parents=True, exist_ok=True)
+    jax.config.update("jax_compilation_cache_dir", str(folder))
+    # Cache every program, however quick to compile (a CPU test's small steps included), and the
+    # GPU autotuning results with them.
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+    return folder

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from dlnotes import data, models, runtime
-from dlnotes.data import device_data
+from dlnotes.data import decode_cache, device_data
 from dlnotes.runtime import paths, profiles, storage
 from dlnotes.training import callbacks, optimization
 from dlnotes.training.config import DISTRIBUTE_CHOICES, TrainConfig, make_config
@@ -46,8 +46,10 @@ class Dataset:
         class_ids: WordNet ids, the label order.
         mean: Per-channel mean of the training pixels.
         std: Per-channel standard deviation of the training pixels.
-        decode_seconds: Time spent listing and decoding the files.
+        decode_seconds: Time spent decoding the files (or loading them decoded).
         fingerprint: :attr:`DataFiles.fingerprint` of the files (empty when not from files).
+        decode_cache: ``"hit"`` (loaded from :mod:`dlnotes.data.decode_cache`), ``"stored"``
+            (decoded, then stored there), or ``"off"`` (not cached).
     """
 
     train_images: np.ndarray
@@ -59,6 +61,7 @@ class Dataset:
     std: list[float]
     decode_seconds: float
     fingerprint: str = ""
+    decode_cache: str = "off"
 
 
 @dataclass(frozen=True)
@@ -86,27 +89,43 @@ class DataFiles:
     shards: Path | None = None
 
     @functools.cached_property
+    def _stats(self) -> list[os.stat_result]:
+        """One ``stat`` per file, training files first (1.3 s for the 110,000 files of the full
+        dataset on the 2-core development machine); raises ``FileNotFoundError`` if a file has
+        disappeared."""
+        return [os.stat(path) for path in [*self.train_paths, *self.val_paths]]
+
+    @functools.cached_property
     def fingerprint(self) -> str:
         """SHA-256 of every file's path relative to the root, size and label, in order.
 
-        Cheap (one ``stat`` per file, nothing is read: 1.3 s for the 110,000 files of the full
-        dataset on the 2-core development machine), computed once. It changes when a file is
+        Cheap (the files' ``stat``, nothing is read), computed once. It changes when a file is
         added, removed, renamed, relabelled or rewritten with another size; the data may move to
         another root without changing it. Raises ``FileNotFoundError`` if a file has disappeared.
         """
         digest = hashlib.sha256("\n".join(self.class_ids).encode())
         if self.shards is not None:  # the shard files stand for the images they hold
-            for path in [*self.train_paths, *self.val_paths]:
-                digest.update(f"{Path(path).name}\t{os.stat(path).st_size}\n".encode())
+            for path, stat in zip([*self.train_paths, *self.val_paths], self._stats, strict=True):
+                digest.update(f"{Path(path).name}\t{stat.st_size}\n".encode())
             return digest.hexdigest()
+        stats = iter(self._stats)
         for split, files, labels in (
             ("train", self.train_paths, self.train_labels),
             ("val", self.val_paths, self.val_labels),
         ):
             for path, label in zip(files, labels, strict=True):
                 relative = Path(os.path.relpath(path, self.root)).as_posix()
-                size = os.stat(path).st_size
-                digest.update(f"{split}\t{relative}\t{size}\t{label}\n".encode())
+                digest.update(f"{split}\t{relative}\t{next(stats).st_size}\t{label}\n".encode())
+        return digest.hexdigest()
+
+    @functools.cached_property
+    def cache_key(self) -> str:
+        """:attr:`fingerprint` and every file's absolute path and modification time: the key of
+        the decoded images in :mod:`dlnotes.data.decode_cache` (a file rewritten with the same
+        size, or the same data at another place, is decoded afresh)."""
+        digest = hashlib.sha256(self.fingerprint.encode())
+        for path, stat in zip([*self.train_paths, *self.val_paths], self._stats, strict=True):
+            digest.update(f"{os.path.abspath(path)}\t{stat.st_mtime_ns}\n".encode())
         return digest.hexdigest()
 
 
@@ -140,7 +159,7 @@ def dataset_files(root: Path, config: TrainConfig, *, tfrecords: Path | None = N
         ValueError: For malformed annotations.
     """
     # The profile's part of the data (smoke: at most 10 classes, 100 training images per class).
-    subset = data.profile_subset(root, config.profile)
+    subset = data.profile_subset(root, config.data_profile)
     train_split = data.read_split(root, "train", subset=subset)
     val_split = data.read_split(root, "val", subset=subset)
     train_paths, train_labels = _subset(train_split, config.max_train_per_class)
@@ -202,34 +221,50 @@ def load_dataset(
         from dlnotes.data import tfrecord
 
         print(f"decoding the TFRecord shards in {files.shards}", flush=True)
-        per_class = data.profile_subset(root, config.profile).max_per_class
+        per_class = data.profile_subset(root, config.data_profile).max_per_class
         if config.max_train_per_class is not None:
             per_class = min(per_class or config.max_train_per_class, config.max_train_per_class)
         train_images, train_labels = tfrecord.shard_arrays(
             files.shards, "train", files.class_ids, per_class=per_class
         )
         val_images, val_labels = tfrecord.shard_arrays(files.shards, "val", files.class_ids)
+        mean, std = (stat.tolist() for stat in data.pixel_stats(train_images))
+        cache_state = "off"
     else:
-        print(
-            f"decoding {len(files.train_paths)} training and {len(files.val_paths)} validation "
-            f"images with {workers} process(es)",
-            flush=True,
-        )
-        progress = sys.stderr.isatty()
-        train_images = data.load_images(files.train_paths, progress=progress, workers=workers)
-        val_images = data.load_images(files.val_paths, progress=progress, workers=workers)
         train_labels, val_labels = files.train_labels, files.val_labels
-    mean, std = data.pixel_stats(train_images)
+        counts = (len(files.train_paths), len(files.val_paths))
+        decoded = decode_cache.load(files.cache_key, counts)
+        cache_state = "hit"
+        if decoded is not None:
+            print(f"decoded images from the cache {decode_cache.cache_folder()}", flush=True)
+        else:
+            print(
+                f"decoding {counts[0]} training and {counts[1]} validation images with "
+                f"{workers} process(es)",
+                flush=True,
+            )
+            progress = sys.stderr.isatty()
+            train_images = data.load_images(files.train_paths, progress=progress, workers=workers)
+            val_images = data.load_images(files.val_paths, progress=progress, workers=workers)
+            mean_array, std_array = data.pixel_stats(train_images)
+            decoded = decode_cache.DecodedImages(
+                train_images, val_images, mean_array.tolist(), std_array.tolist()
+            )
+            stored = decode_cache.store(files.cache_key, decoded)
+            cache_state = "off" if stored is None else "stored"
+        train_images, val_images = decoded.train_images, decoded.val_images
+        mean, std = decoded.mean, decoded.std
     return Dataset(
         train_images=train_images,
         train_labels=train_labels,
         val_images=val_images,
         val_labels=val_labels,
         class_ids=files.class_ids,
-        mean=mean.tolist(),
-        std=std.tolist(),
+        mean=list(mean),
+        std=list(std),
         decode_seconds=time.perf_counter() - started,
         fingerprint=files.fingerprint,
+        decode_cache=cache_state,
     )
 
 
@@ -528,7 +563,7 @@ def _run_in_folder(
     root = (
         args.data_dir
         if args.data_dir is not None
-        else data.find_root(profiles.get_profile(config.profile))
+        else data.find_root(profiles.get_profile(config.data_profile))
     )
     files = dataset_files(root, config, tfrecords=getattr(args, "tfrecords", None))
     check_run_folder(out_dir, config, files)
@@ -540,6 +575,9 @@ def _run_in_folder(
         )
     print(runtime.describe(), flush=True)
     keras = runtime.import_quietly("keras")
+    compilation_cache = runtime.enable_compilation_cache()
+    if compilation_cache is not None:
+        print(f"compiled programs are cached in {compilation_cache}", flush=True)
     from dlnotes.data import device_data
 
     workers = args.decode_workers or min(os.cpu_count() or 1, 32)
@@ -653,6 +691,8 @@ def _run_in_folder(
         ),
         "fit_seconds": fit_seconds,
         "evaluate_seconds": evaluate_seconds,
+        "decode_cache": dataset.decode_cache,
+        "compilation_cache": None if compilation_cache is None else str(compilation_cache),
         **_versions(),
         "device": runtime.device_description(),
         "distribute": args.distribute,
