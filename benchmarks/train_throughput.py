@@ -21,6 +21,8 @@ import argparse
 import datetime
 import json
 import time
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -37,8 +39,12 @@ def measure(
     distribute: str,
     profile: str,
     steps_per_execution: int | None,
+    profile_dir: Path | None = None,
 ) -> dict:
-    """Train one configuration for two short epochs and return its measurements."""
+    """Train one configuration for two short epochs and return its measurements.
+
+    With ``profile_dir`` (JAX only), also write what :func:`profile_steady_epoch` records there.
+    """
     keras = runtime.import_quietly("keras")
     from dlnotes import models, training
 
@@ -76,12 +82,12 @@ def measure(
             )
             build_seconds = time.perf_counter() - started
         meter = training.Throughput(global_batch, images_per_epoch=count)
-        built.train.fit(
-            training.training_batches(config, dataset, global_batch),
-            epochs=2,
-            verbose=0,
-            callbacks=[meter],
-        )
+        batches = training.training_batches(config, dataset, global_batch)
+        built.train.fit(batches, epochs=2, verbose=0, callbacks=[meter])
+        if profile_dir is not None:
+            profile_steady_epoch(
+                built.train, batches, profile_dir, step_seconds=global_batch / meter.rates[-1]
+            )
     device = runtime.device_description()
     rate = meter.rates[-1]
     flops = models.forward_flops(backbone)
@@ -112,6 +118,53 @@ def measure(
     }
 
 
+def profile_steady_epoch(model: Any, batches: Any, folder: Path, *, step_seconds: float) -> None:
+    """Record where a steady epoch's time goes (JAX backend), for ``benchmarks/op_classes.py``.
+
+    Writes into ``folder``: ``train_step.hlo.txt.gz``, the optimised HLO of one training step
+    (fusion and custom-call names, which the GPU kernels of the trace are named after);
+    ``cost.json``, XLA's count of the step's floating-point operations and bytes accessed with the
+    measured seconds per step; ``trace.json.gz``, a Perfetto/Chrome trace of one more epoch
+    (``jax.profiler``), every GPU kernel with its duration.
+    """
+    import gzip
+    import shutil
+
+    jax = runtime.import_quietly("jax")
+    folder.mkdir(parents=True, exist_ok=True)
+    state = model._get_jax_state(  # the trainer's state, as fit() passes it to the step
+        trainable_variables=True,
+        non_trainable_variables=True,
+        optimizer_variables=True,
+        metrics_variables=True,
+        purge_model_variables=False,
+    )
+    compiled = jax.jit(model.train_step).lower(state, batches[0]).compile()
+    with gzip.open(folder / "train_step.hlo.txt.gz", "wt") as handle:
+        handle.write(compiled.as_text())
+    cost = compiled.cost_analysis()
+    cost = cost[0] if isinstance(cost, list) else cost
+    (folder / "cost.json").write_text(
+        json.dumps(
+            {
+                "flops_per_step": float(cost.get("flops", 0.0)),
+                "bytes_accessed_per_step": float(cost.get("bytes accessed", 0.0)),
+                "measured_seconds_per_step": step_seconds,
+                "batch": len(batches[0][1]),
+            },
+            indent=2,
+        )
+    )
+    raw = folder / "raw-trace"
+    jax.profiler.start_trace(str(raw), create_perfetto_trace=True)
+    model.fit(batches, epochs=1, verbose=0)
+    jax.profiler.stop_trace()
+    traces = sorted(raw.rglob("*.trace.json.gz")) + sorted(raw.rglob("perfetto_trace.json.gz"))
+    if traces:
+        shutil.copy(traces[-1], folder / "trace.json.gz")
+    shutil.rmtree(raw, ignore_errors=True)
+
+
 def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument(
@@ -123,8 +176,14 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--steps", type=int, default=60, help="steps per measured epoch")
     parser.add_argument("--mix", default=None, help="mixing mode (default: the profile's)")
     parser.add_argument("--distribute", default="none", choices=training.DISTRIBUTE_CHOICES)
-    parser.add_argument("--profile", default="full", choices=["smoke", "full"])
+    parser.add_argument("--profile", default="full", choices=["smoke", "full", "fast"])
     parser.add_argument("--steps-per-execution", type=int, default=None)
+    parser.add_argument(
+        "--profile-dir",
+        type=Path,
+        default=None,
+        help="JAX: trace a steady epoch of the first configuration and write its HLO and cost",
+    )
     args = parser.parse_args(argv)
     print(runtime.describe(), flush=True)
     defaults = training.PROFILE_DEFAULTS[args.profile]
@@ -132,7 +191,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         f"{','.join(map(str, defaults['levels']))}:{defaults['width']}:{defaults['batch_size']}"
     ]
     results = []
-    for text in configs:
+    for number, text in enumerate(configs):
         levels_text, width, batch = text.split(":")
         row = measure(
             tuple(int(v) for v in levels_text.split(",")),
@@ -143,6 +202,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
             distribute=args.distribute,
             profile=args.profile,
             steps_per_execution=args.steps_per_execution,
+            profile_dir=args.profile_dir if number == 0 else None,
         )
         results.append(row)
         mfu = "n/a" if row["mfu"] is None else f"{row['mfu']:.1%}"

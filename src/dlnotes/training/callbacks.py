@@ -36,6 +36,7 @@ class Throughput(keras.callbacks.Callback):
     Args:
         batch_size: Images per step.
         images_per_epoch: Training images per epoch (the last batch may be partial).
+        echo: Print each epoch's time and rate when it ends.
 
     Attributes:
         rates: Training images per second of each epoch (validation excluded).
@@ -43,8 +44,11 @@ class Throughput(keras.callbacks.Callback):
             holds the compilation of the training and evaluation steps.
     """
 
-    def __init__(self, batch_size: int, images_per_epoch: int | None = None) -> None:
+    def __init__(
+        self, batch_size: int, images_per_epoch: int | None = None, *, echo: bool = False
+    ) -> None:
         super().__init__()
+        self.echo = echo
         self.batch_size = batch_size
         self.images_per_epoch = images_per_epoch
         self.rates: list[float] = []
@@ -71,6 +75,9 @@ class Throughput(keras.callbacks.Callback):
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         self._close()
         self.epoch_seconds.append(time.perf_counter() - self._start)
+        if self.echo:
+            rate = f", {self.rates[-1]:,.0f} training images/s" if self.rates else ""
+            print(f"epoch {epoch + 1} took {self.epoch_seconds[-1]:.2f} s{rate}", flush=True)
 
     @property
     def steady_rate(self) -> float:

@@ -582,6 +582,7 @@ def _run_in_folder(
 
     workers = args.decode_workers or min(os.cpu_count() or 1, 32)
     dataset = load_dataset(root, config, workers=workers, files=files)
+    print(f"images ready in {dataset.decode_seconds:.1f} s ({dataset.decode_cache})", flush=True)
     num_classes = len(dataset.class_ids)
     capability = runtime.gpu_compute_capability()
     policy = optimization.precision_policy(capability)
@@ -600,6 +601,7 @@ def _run_in_folder(
         first_epoch = callbacks.resumed_epoch(out_dir / "backup")
         steps_per_epoch = len(dataset.train_images) // global_batch
         steps_per_execution = args.steps_per_execution or (32 if capability is not None else 1)
+        build_started = time.perf_counter()
         with scope:
             backbone, built = build_models(
                 config,
@@ -610,6 +612,7 @@ def _run_in_folder(
                 jit_compile=True if capability is not None else "auto",
                 steps_per_execution=steps_per_execution,
             )
+        build_seconds = time.perf_counter() - build_started
         train_batches = training_batches(config, dataset, global_batch, first_epoch=first_epoch)
 
         def val_batches(mixing_inputs: bool = config.mix != "none") -> device_data.IndexBatches:
@@ -629,11 +632,12 @@ def _run_in_folder(
             f"{num_classes} classes, {len(dataset.train_images)} training and "
             f"{len(dataset.val_images)} validation images, batch {global_batch} on "
             f"{replicas} replica(s), {steps_per_epoch} steps per epoch, precision {policy}, "
-            f"{backbone.count_params():,} parameters",
+            f"{backbone.count_params():,} parameters, built in {build_seconds:.1f} s, "
+            f"{time.perf_counter() - started:.1f} s after the start",
             flush=True,
         )
         throughput = callbacks.Throughput(
-            global_batch, images_per_epoch=steps_per_epoch * global_batch
+            global_batch, images_per_epoch=steps_per_epoch * global_batch, echo=True
         )
         fit_started = time.perf_counter()
         try:
@@ -689,6 +693,7 @@ def _run_in_folder(
             if len(epochs) > 1
             else previous.get("median_epoch_seconds")
         ),
+        "build_seconds": build_seconds,
         "fit_seconds": fit_seconds,
         "evaluate_seconds": evaluate_seconds,
         "decode_cache": dataset.decode_cache,
