@@ -200,7 +200,7 @@ def analyse(folder: Path, *, peak_tflops: float, peak_tbps: float) -> dict[str, 
         raise SystemExit(f"no kernel of jit_train_step in {folder / 'trace.json.gz'}")
     per_op: dict[str, list[float]] = collections.defaultdict(list)
     for event in events:
-        per_op[event["args"].get("hlo_op", event["name"])].append(float(event["dur"]))
+        per_op[event["args"].get("hlo_op") or event.get("name", "")].append(float(event["dur"]))
     steps = statistics.median(len(durations) for durations in per_op.values())
     milliseconds: dict[str, float] = dict.fromkeys(CLASSES, 0.0)
     unmatched = 0.0
