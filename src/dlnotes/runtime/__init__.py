@@ -8,8 +8,11 @@ layers may all use it. :mod:`~dlnotes.runtime.profiles`, :mod:`~dlnotes.runtime.
 from __future__ import annotations
 
 from dlnotes.runtime.environment import (
+    KERAS_BACKENDS,
+    TRAINING_BACKENDS,
     Accelerator,
     accelerators,
+    check_keras_backend,
     device_description,
     gpu_available,
     gpu_compute_capability,
@@ -30,10 +33,13 @@ from dlnotes.runtime.session import (
 
 __all__ = [
     "GPU_HINT",
+    "KERAS_BACKENDS",
     "STAND_IN_CLASS",
+    "TRAINING_BACKENDS",
     "Accelerator",
     "StandInNotice",
     "accelerators",
+    "check_keras_backend",
     "describe",
     "device_description",
     "gpu_available",
