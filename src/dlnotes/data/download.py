@@ -265,13 +265,13 @@ def prepare_tiny_imagenet(
     if is_prepared(root):
         return root
     if root.exists() and not root.is_dir():
-        archive = (
+        hint = (
             " (a zip archive: an earlier version of this command saved the download there when "
             "its address ended in the folder's name; delete it and run the command again)"
             if zipfile.is_zipfile(root)
             else ""
         )
-        raise DownloadError(f"{root} is a file, not a folder: choose another destination{archive}")
+        raise DownloadError(f"{root} is a file, not a folder: choose another destination{hint}")
     if root.exists() and any(root.iterdir()):
         raise DownloadError(
             f"{root} exists but holds no wnids.txt: it is not a Tiny ImageNet root. Move it away "

@@ -163,12 +163,12 @@ def _write_locked(
                         writer.write(serialize_example(image, label, wnid))
                         bar.update(1)
             except tf.errors.OpError as error:  # e.g. ResourceExhaustedError for a full disk
-                code = errno.ENOSPC if "No space left" in error.message else None
-                raise OSError(
-                    code,
+                failure = OSError(
                     f"could not write the shard {partial} ({error.message}); the earlier shards "
-                    "in the folder are unchanged: make room and run the same command again",
-                ) from None
+                    "in the folder are unchanged: make room and run the same command again"
+                )
+                failure.errno = errno.ENOSPC if "No space left" in error.message else None
+                raise failure from None
             shards.append(final)
         # The new set replaces every earlier shard of this prefix, whatever its count.
         for old in _shards_of(out_dir, prefix):
@@ -413,6 +413,7 @@ def main(argv: list[str] | None = None) -> int:
             prefix=args.split,
             num_shards=args.num_shards,
             compression=args.compression,
+            progress=sys.stderr.isatty(),
         )
     except (OSError, ValueError) as error:  # OSError: e.g. --out-dir is a file, a full disk
         print(f"error: {error}", file=sys.stderr)
