@@ -25,13 +25,17 @@ SCRIPTS = REPO / "data_scripts"
     ],
 )
 def test_a_bad_keras_backend_is_one_line_before_anything_is_written(
-    tmp_path: Path, command: list[str], backend: str, message: str
+    tiny_imagenet: Path, tmp_path: Path, command: list[str], backend: str, message: str
 ) -> None:
     out = tmp_path / "out"
-    arguments = ["--out-dir", str(out), "--split", "val", "--num-shards", "1"]
-    if "pseudo_label" in command[0]:
-        arguments = ["--out", str(out / "labels.csv")]
-    elif "download" in command[0]:
+    arguments = ["--data-dir", str(tiny_imagenet), "--out-dir", str(out)]
+    if "dlnotes.train" in command:
+        arguments += ["--profile", "smoke", "--levels", "1", "--width", "16", "--epochs", "1"]
+    elif "make_tfrecords" in command[0]:
+        arguments += ["--split", "val", "--num-shards", "1"]
+    elif "pseudo_label" in command[0]:
+        arguments = ["--data-dir", str(tiny_imagenet), "--out", str(out / "labels.csv")]
+    else:
         arguments = ["--dest", str(out / "tiny-imagenet-200")]
     result = subprocess.run(
         [sys.executable, *command, *arguments],

@@ -336,12 +336,12 @@ def test_decoding_processes_die_with_a_killed_parent(tiny_imagenet: Path) -> Non
         while any(_alive(pid) for pid in children) and time.monotonic() < deadline:
             time.sleep(0.1)
         assert not [pid for pid in children if _alive(pid)], "orphans of a killed parent"
-    finally:
+    finally:  # orphans would hold the pipe open: they go first
         parent.kill()
-        parent.communicate()
         for pid in children:
             if _alive(pid):
                 os.kill(pid, signal.SIGKILL)
+        parent.communicate()
 
 
 def test_find_root_rejects_a_mirror_without_checksum(
