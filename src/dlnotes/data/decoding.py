@@ -151,7 +151,9 @@ def load_images(
 
     Decoding a 64×64 JPEG with Pillow costs about 0.2 ms of one core, mostly Python overhead that
     holds the GIL, so threads do not help; ``workers > 1`` decodes chunks in that many fresh
-    processes (``spawn``, safe after TensorFlow or JAX have started threads).
+    processes (``spawn``, safe after TensorFlow or JAX have started threads), which die with this
+    one however it dies and leave Ctrl-C to it. Images declaring more than
+    :data:`MAX_IMAGE_PIXELS` pixels are refused before they are decoded.
 
     Args:
         paths: Image files.
@@ -163,8 +165,8 @@ def load_images(
         The array.
 
     Raises:
-        ValueError: If ``paths`` is empty, ``workers`` < 1 or an image cannot be read (naming
-            the file).
+        ValueError: If ``paths`` is empty, ``workers`` < 1 or an image cannot be read or is a
+            decompression bomb (naming the file).
     """
     from tqdm import tqdm
 

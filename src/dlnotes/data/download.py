@@ -9,6 +9,9 @@
   removed by the next run (:func:`dlnotes.runtime.storage.remove_abandoned`).
 * Archive entries that would land outside the destination (absolute paths, ``..``) are refused.
 * A second run finds the dataset and does nothing, not even a network request.
+* The archive is kept beside the destination under its own name, never the destination's (an
+  address ending in ``/tiny-imagenet-200``), and a folder that cannot be written is refused before
+  anything is downloaded (``keras.utils.get_file`` would fall back to ``/tmp/.keras``).
 
 The command ``dlnotes-download`` (installed with the package; :func:`main`) does all of this, and
 :func:`dlnotes.data.find_root` does it by itself when a chapter finds no data.
