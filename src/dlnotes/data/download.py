@@ -150,7 +150,7 @@ def fetch_archive(
             partial file is gone, so the next run starts afresh.
         OSError: If ``download_dir`` cannot be created.
     """
-    import keras
+    from dlnotes import runtime
 
     md5 = md5.strip().lower()
     if len(md5) != 32 or any(c not in "0123456789abcdef" for c in md5):
@@ -158,6 +158,7 @@ def fetch_archive(
     download_dir = Path(download_dir).expanduser().resolve()
     download_dir.mkdir(parents=True, exist_ok=True)
     _check_writable(download_dir)
+    keras = runtime.import_quietly("keras")  # after the checks: it takes seconds
     name = filename or PurePosixPath(url.split("?", 1)[0]).name or "archive.zip"
     try:
         path = keras.utils.get_file(
@@ -302,7 +303,6 @@ def main(argv: list[str] | None = None) -> int:
     Returns:
         The exit status: 0 on success, 1 with a message on standard error otherwise.
     """
-    from dlnotes import runtime
     from dlnotes.runtime import paths
 
     parser = argparse.ArgumentParser(
@@ -325,7 +325,6 @@ def main(argv: list[str] | None = None) -> int:
     try:
         url, md5 = archive_source()
         url, md5 = args.url or url, args.md5 or md5
-        runtime.import_quietly("keras")
         root = prepare_tiny_imagenet(root, url=url, md5=md5)
     except (DownloadError, ValueError, OSError) as error:  # OSError: e.g. a full disk
         print(f"error: {error}", file=sys.stderr)
