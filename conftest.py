@@ -21,6 +21,7 @@ import http.server
 import io
 import os
 import shutil
+import struct
 import subprocess
 import sys
 import tempfile
@@ -118,6 +119,25 @@ def run_script(script: Path, *args: str, timeout: int = 600) -> subprocess.Compl
     )
 
 
+def mount_namespace(probe_dir: Path) -> list[str] | None:
+    """The ``unshare`` prefix that lets a command mount a tmpfs on ``probe_dir``, or None.
+
+    Tests that need a full or a read-only file system run their command in a private mount
+    namespace with a small tmpfs; they are skipped where none can be made (it needs root or
+    unprivileged user namespaces).
+    """
+    candidates = [["unshare", "-m"]] if os.geteuid() == 0 else []
+    candidates.append(["unshare", "-Urm"])  # unprivileged user namespaces
+    for prefix in candidates:
+        probe = [*prefix, "mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(probe_dir)]
+        try:
+            if subprocess.run(probe, capture_output=True, timeout=60).returncode == 0:
+                return prefix
+        except (FileNotFoundError, subprocess.TimeoutExpired):
+            return None
+    return None
+
+
 class ArchiveServer:
     """Serves byte strings on 127.0.0.1; ``truncate`` paths send half the body, then hang up."""
 
@@ -184,6 +204,27 @@ def dataset_archive(root: Path) -> bytes:
 def md5(blob: bytes) -> str:
     """MD5 checksum of bytes, as the download expects it."""
     return hashlib.md5(blob).hexdigest()
+
+
+def decompression_bomb(width: int = 50_000, height: int = 50_000) -> bytes:
+    """An 8×8 JPEG whose header declares ``width`` × ``height`` pixels: a decompression bomb."""
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (8, 8), "gray").save(buffer, "JPEG")
+    blob = bytearray(buffer.getvalue())
+    frame = blob.find(b"\xff\xc0")  # start of frame: marker, length, precision, height, width
+    struct.pack_into(">HH", blob, frame + 5, height, width)
+    return bytes(blob)
+
+
+def tiff_image() -> bytes:
+    """A 64×64 TIFF image (Pillow reads it, TensorFlow does not)."""
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (64, 64), "red").save(buffer, "TIFF")
+    return buffer.getvalue()
 
 
 def shift_flip_candidates(image: np.ndarray, padding: int) -> list[np.ndarray]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sys
 
-from dlnotes.data.download import main
+from dlnotes.commands import download
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(download())

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 
-from dlnotes.data.tfrecord import main
+from dlnotes.commands import make_tfrecords
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(make_tfrecords())

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 
-from dlnotes.models.hub import main
+from dlnotes.commands import pseudo_label
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(pseudo_label())

@@ -283,6 +283,67 @@ def test_load_images_in_several_processes_matches_one(tiny_imagenet: Path) -> No
         data.load_images(paths, workers=0)
 
 
+DECODE_FOREVER = """
+import sys
+from dlnotes import data
+
+paths = data.read_split(sys.argv[1], "train").paths * 200  # about a minute of decoding
+print("decoding", flush=True)
+data.load_images(paths, workers=2)
+"""
+
+
+def _children(pid: int) -> set[int]:
+    found = set()
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found |= {int(child) for child in (task / "children").read_text().split()}
+    return found
+
+
+def _alive(pid: int) -> bool:
+    """Running (not gone, not a zombie waiting for a parent that is gone)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="needs Linux's /proc")
+def test_decoding_processes_die_with_a_killed_parent(tiny_imagenet: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    parent = subprocess.Popen(
+        [sys.executable, "-c", DECODE_FOREVER, str(tiny_imagenet)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    children: set[int] = set()
+    try:
+        assert parent.stdout is not None and parent.stdout.readline() == "decoding\n"
+        deadline = time.monotonic() + 60
+        while len(children) < 3 and time.monotonic() < deadline:  # 2 workers, resource tracker
+            children = _children(parent.pid)
+            time.sleep(0.05)
+        assert len(children) == 3, children
+        time.sleep(0.5)  # the workers are decoding
+        parent.kill()
+        parent.wait()
+        deadline = time.monotonic() + 10
+        while any(_alive(pid) for pid in children) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not [pid for pid in children if _alive(pid)], "orphans of a killed parent"
+    finally:  # orphans would hold the pipe open: they go first
+        parent.kill()
+        for pid in children:
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
+        parent.communicate()
+
+
 def test_find_root_rejects_a_mirror_without_checksum(
     empty_cache: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

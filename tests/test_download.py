@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import os
 import signal
 import subprocess
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ArchiveServer, dataset_archive, md5, run_script
+from conftest import ArchiveServer, dataset_archive, md5, mount_namespace, run_script
 from dlnotes import data
 from dlnotes.data import download
 
@@ -228,3 +229,57 @@ def test_a_destination_that_is_a_file_is_a_clear_error(
         error = capsys.readouterr().err
         assert code == 1 and message in error and "Traceback" not in error, error
     assert a_file.read_text() == "mine"
+
+
+def test_an_address_ending_in_the_destinations_name_is_not_saved_onto_it(
+    server: ArchiveServer, archive_bytes: bytes, tmp_path: Path, capsys
+) -> None:
+    server.files["/mirror/tiny-imagenet-200"] = archive_bytes
+    root = tmp_path / "tiny-imagenet-200"
+    url = server.url("/mirror/tiny-imagenet-200")
+    for _ in range(2):  # the second run finds the data
+        code = download.main(["--url", url, "--md5", md5(archive_bytes), "--dest", str(root)])
+        out, error = capsys.readouterr()
+        assert code == 0, error
+    assert "nothing to do" in out
+    assert data.read_class_ids(root)
+    assert (tmp_path / "tiny-imagenet-200.zip").read_bytes() == archive_bytes  # kept beside
+    assert server.requests == ["/mirror/tiny-imagenet-200"]
+
+
+# Runs inside a private mount namespace, where the destination's folder is a read-only tmpfs.
+READ_ONLY_DRIVER = """
+import json, subprocess, sys
+from pathlib import Path
+
+mount, command = Path(sys.argv[1]), json.loads(sys.argv[2])
+subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m,ro", "tmpfs", str(mount)], check=True)
+result = subprocess.run(command, capture_output=True, text=True)
+print(json.dumps([result.returncode, result.stderr]))
+"""
+
+
+def test_a_read_only_destination_is_an_error_before_any_download(
+    server: ArchiveServer, archive_bytes: bytes, tmp_path: Path
+) -> None:
+    mount = tmp_path / "read-only"
+    mount.mkdir()
+    prefix = mount_namespace(mount)
+    if prefix is None:
+        pytest.skip("cannot mount a tmpfs here (needs root or unprivileged user namespaces)")
+    server.files["/tiny.zip"] = archive_bytes
+    root = mount / "tiny-imagenet-200"
+    command = [sys.executable, str(SCRIPT), "--url", server.url("/tiny.zip")]
+    command += ["--md5", md5(archive_bytes), "--dest", str(root)]
+    driver = subprocess.run(
+        [*prefix, sys.executable, "-c", READ_ONLY_DRIVER, str(mount), json.dumps(command)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert driver.returncode == 0, driver.stderr[-3000:]
+    returncode, error = json.loads(driver.stdout)
+    assert returncode == 1, error
+    assert f"error: cannot write into {mount} (Read-only file system)" in error
+    assert "Traceback" not in error
+    assert server.requests == []  # nothing was downloaded, into /tmp/.keras or anywhere

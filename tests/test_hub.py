@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import ArchiveServer, pretrained_dir, run_script
+from conftest import ArchiveServer, decompression_bomb, pretrained_dir, run_script, tiff_image
 from dlnotes import data, runtime
 from dlnotes.data import imagenet_classes, synthetic
 from dlnotes.models import hub
@@ -145,6 +145,35 @@ def test_cli_names_truncated_and_empty_images(
     assert str(truncated) in result.stderr and str(empty) in result.stderr
     assert "Traceback" not in result.stderr
     assert not out.exists()
+
+
+def test_cli_names_a_tiff_named_jpeg_and_a_bomb_and_a_wrong_input_size(
+    standin: Path, tiny_imagenet_copy: Path, tmp_path: Path, capsys
+) -> None:
+    test_images = sorted((tiny_imagenet_copy / "test" / "images").iterdir())
+    tiff, bomb = test_images[5], test_images[9]
+    tiff.write_bytes(tiff_image())
+    bomb.write_bytes(decompression_bomb())
+    out = tmp_path / "labels.csv"
+    arguments = ["--data-dir", str(tiny_imagenet_copy), "--model", str(standin), "--out", str(out)]
+    code = hub.main([*arguments, "--input-size", str(SMALL_INPUT)])
+    error = capsys.readouterr().err
+    assert code == 1 and "2 unreadable image file(s)" in error, error
+    assert f"{tiff}: holds a TIFF image, not JPEG as its name says" in error
+    assert f"{bomb}: refused as a possible decompression bomb" in error
+    for path in (tiff, bomb):
+        path.unlink()
+    code = hub.main([*arguments, "--input-size", "64"])
+    error = capsys.readouterr().err
+    assert code == 1, error
+    assert f"the model {standin} takes images of 96×96 pixels, not 64×64" in error
+    assert "--input-size 96" in error
+    assert not out.exists()
+    # A model whose signature could not be read fails at its first batch, with the same advice.
+    module = hub.load_classifier(str(standin), input_size=SMALL_INPUT).module
+    unchecked = hub.Classifier(str(standin), 64, module)
+    with pytest.raises(ValueError, match=r"does not take images of 64×64 pixels .*--input-size"):
+        hub.predict_logits(unchecked, [str(p) for p in test_images[:3]])
 
 
 def test_manifest_writer_checks_its_input(tmp_path: Path) -> None:

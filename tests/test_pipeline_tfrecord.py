@@ -8,7 +8,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import run_script, shift_flip_candidates
+from conftest import (
+    decompression_bomb,
+    mount_namespace,
+    run_script,
+    shift_flip_candidates,
+    tiff_image,
+)
 from dlnotes import data
 from dlnotes.data import pipeline, tfrecord
 
@@ -274,6 +280,105 @@ def test_make_tfrecords_script(tiny_imagenet: Path, tmp_path: Path) -> None:
     records = sum(1 for _ in tfrecord.read_shards(shards))
     assert records == len(data.read_split(tiny_imagenet, "val").paths)
     assert (tmp_path / "train-00000-of-00001.tfrecord").read_bytes() == b"another split"
+
+
+def test_a_second_writer_into_the_same_folder_is_refused_and_the_first_is_unharmed(
+    tiny_imagenet: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    arguments = ["--data-dir", str(tiny_imagenet), "--out-dir", str(tmp_path), "--split", "val"]
+    second: list[tuple[int, str]] = []
+    serialize = tfrecord.serialize_example
+
+    def first_record_then_a_second_writer(*args):  # runs while the first writer writes
+        if not second:
+            second.append((-1, ""))  # the second writer's own records go straight through
+            second[0] = (tfrecord.main([*arguments, "--num-shards", "1"]), capsys.readouterr().err)
+        return serialize(*args)
+
+    monkeypatch.setattr(tfrecord, "serialize_example", first_record_then_a_second_writer)
+    assert tfrecord.main([*arguments, "--num-shards", "2"]) == 0
+    code, error = second[0]
+    assert code == 1, error
+    assert f"error: {tmp_path} is in use by another writer of TFRecord shards" in error
+    shards = tfrecord.shard_files(tmp_path, "val")
+    assert [s.name for s in shards] == [f"val-0000{i}-of-00002.tfrecord" for i in range(2)]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [s.name for s in shards]
+    records = sum(1 for _ in tfrecord.read_shards(shards))
+    assert records == len(data.read_split(tiny_imagenet, "val").paths)
+
+
+def test_a_tiff_named_jpeg_and_a_decompression_bomb_are_named(
+    tiny_imagenet_copy: Path, tmp_path: Path, capsys
+) -> None:
+    paths = data.read_split(tiny_imagenet_copy, "val").paths
+    tiff, bomb, png_bomb = Path(paths[3]), Path(paths[8]), tmp_path / "tiny.png"
+    tiff.write_bytes(tiff_image())
+    bomb.write_bytes(decompression_bomb())
+    with pytest.raises(ValueError) as raised:
+        data.verify_images([*paths[:10], str(png_bomb)])
+    message = str(raised.value)
+    assert message.startswith("3 unreadable image file(s):")
+    assert f"{tiff}: holds a TIFF image, not JPEG as its name says" in message
+    assert f"{bomb}: refused as a possible decompression bomb" in message
+    assert f"{png_bomb}: [Errno 2]" in message  # missing
+    png_bomb.write_bytes(decompression_bomb(5000, 4000))  # below Pillow's own limit
+    with pytest.raises(ValueError, match="declares 5,000 × 4,000 pixels, more than the 16,777,216"):
+        data.verify_images([png_bomb], decode=False)
+    with pytest.raises(ValueError, match=f"{re.escape(str(bomb))}: refused as a possible"):
+        data.load_images([bomb])
+    out_dir = tmp_path / "shards"
+    arguments = ["--data-dir", str(tiny_imagenet_copy), "--out-dir", str(out_dir)]
+    code = tfrecord.main([*arguments, "--split", "val", "--num-shards", "2"])
+    error = capsys.readouterr().err
+    assert code == 1 and "2 unreadable image file(s)" in error and "Traceback" not in error
+    assert str(tiff) in error and str(bomb) in error
+    assert not out_dir.exists()
+
+
+# Runs inside a private mount namespace: the shards' folder is a tmpfs too small for them.
+FULL_DISK_DRIVER = """
+import json, subprocess, sys
+from pathlib import Path
+
+mount, command = Path(sys.argv[1]), json.loads(sys.argv[2])
+subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mount)], check=True)
+(mount / "val-00000-of-00001.tfrecord").write_bytes(b"an earlier set")
+result = subprocess.run(command, capture_output=True, text=True)
+print(json.dumps({
+    "returncode": result.returncode,
+    "stderr": result.stderr,
+    "files": {p.name: p.read_bytes().decode(errors="replace") for p in mount.iterdir()},
+}))
+"""
+
+
+def test_a_full_disk_is_an_error_naming_the_shard(tiny_imagenet: Path, tmp_path: Path) -> None:
+    import json
+    import subprocess
+    import sys
+
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    prefix = mount_namespace(mount)
+    if prefix is None:
+        pytest.skip("cannot mount a tmpfs here (needs root or unprivileged user namespaces)")
+    script = REPO / "data_scripts" / "make_tfrecords.py"
+    command = [sys.executable, str(script), "--data-dir", str(tiny_imagenet)]
+    command += ["--out-dir", str(mount), "--split", "val", "--num-shards", "2"]
+    driver = subprocess.run(
+        [*prefix, sys.executable, "-c", FULL_DISK_DRIVER, str(mount), json.dumps(command)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert driver.returncode == 0, driver.stderr[-3000:]
+    result = json.loads(driver.stdout)
+    error = result["stderr"]
+    assert result["returncode"] == 1, error[-3000:]
+    assert f"error: could not write the shard {mount}/val-0000" in error
+    assert "No space left on device" in error and "make room" in error
+    assert "Traceback" not in error
+    assert result["files"] == {"val-00000-of-00001.tfrecord": "an earlier set"}  # unchanged
 
 
 def test_shard_files_refuses_an_incomplete_set(tiny_imagenet: Path, tmp_path: Path) -> None:

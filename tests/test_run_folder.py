@@ -21,6 +21,7 @@ import keras  # noqa: E402
 
 from dlnotes import data, training  # noqa: E402
 from dlnotes.training import callbacks as training_callbacks  # noqa: E402
+from dlnotes.training import manifest  # noqa: E402
 
 
 class Killed(Exception):
@@ -69,7 +70,7 @@ class BestProbe(keras.callbacks.Callback):
         self.at_start = self.checkpoint.best
 
 
-def _train(out_dir: Path, images, epochs: int = 3) -> BestProbe:
+def _train(out_dir: Path, images, epochs: int = 3, extra: tuple = ()) -> BestProbe:
     """What the trainer does in one process: recover, truncate the log, fit with the callbacks."""
     x, y, x_val, y_val = images
     model = _model(int(y.max()) + 1)
@@ -85,7 +86,7 @@ def _train(out_dir: Path, images, epochs: int = 3) -> BestProbe:
             batch_size=20,
             epochs=epochs,
             validation_data=(x_val, y_val),
-            callbacks=[*callbacks, probe],
+            callbacks=[*extra, *callbacks, probe],
             shuffle=False,
             verbose=0,
         )
@@ -135,6 +136,7 @@ def test_a_kill_anywhere_in_the_commit_loses_at_most_the_epoch_in_progress(
     assert sorted(p.name for p in backup.iterdir()) == (
         [training.BACKUP_WEIGHTS, training.BACKUP_METADATA] if resumes_at else []
     )
+    _check_manifest(tmp_path, resumes_at)  # the manifest was committed with the backup
     probe = _train(tmp_path, images)
 
     assert probe.at_start == committed_best  # the best threshold survived the resume
@@ -142,12 +144,45 @@ def test_a_kill_anywhere_in_the_commit_loses_at_most_the_epoch_in_progress(
     assert history["epoch"] == [0.0, 1.0, 2.0]  # each epoch exactly once
     metadata = _metadata(tmp_path)
     assert metadata["epoch"] == 3
+    _check_manifest(tmp_path, 3)
     assert metadata["best"] == pytest.approx(max(history["val_accuracy"]), abs=1e-7)
     model = _model(int(images[1].max()) + 1)
     model.optimizer.build(model.trainable_variables)
     model.load_weights(tmp_path / "best.weights.h5")
     scores = model.evaluate(images[2], images[3], batch_size=20, return_dict=True, verbose=0)
     assert scores["accuracy"] == pytest.approx(metadata["best"], abs=1e-6)
+
+
+def _check_manifest(out_dir: Path, epochs: int) -> None:
+    """The manifest describes the committed state: its epochs and checkpoint files."""
+    path = out_dir / training.MANIFEST
+    if not epochs:
+        assert not path.exists()
+        return
+    assert json.loads(path.read_text())["epochs"] == epochs
+    manifest.check_listed_files(out_dir, list(manifest.CHECKPOINT_FILES))
+
+
+def test_a_diverged_epoch_is_neither_logged_nor_committed(images, tmp_path: Path) -> None:
+    _train(tmp_path, images, epochs=1)
+    kept = folder_files(tmp_path)
+    # The second epoch diverges: a learning rate of 1e30 makes the loss NaN or infinite.
+    diverge = keras.callbacks.LearningRateScheduler(lambda epoch, rate: 1e30 if epoch else rate)
+    with pytest.raises(training.TrainingDiverged, match=r"the loss of epoch 2 is (nan|inf)"):
+        _train(tmp_path, images, epochs=3, extra=(diverge,))
+    assert folder_files(tmp_path) == kept  # the first epoch's log, checkpoints and manifest
+    assert training.resumed_epoch(tmp_path / "backup") == 1
+    assert training.read_log(tmp_path / "history.csv")["epoch"] == [0.0]
+    _check_manifest(tmp_path, 1)
+
+
+def folder_files(folder: Path) -> dict[str, bytes]:
+    """The content of every file under ``folder`` (TensorBoard's logs aside)."""
+    return {
+        str(p.relative_to(folder)): p.read_bytes()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and "tensorboard" not in p.parts
+    }
 
 
 def test_truncate_log_keeps_each_finished_epoch_once(tmp_path: Path) -> None:

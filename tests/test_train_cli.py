@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import decompression_bomb, mount_namespace, tiff_image
 from dlnotes import data, training
 
 # Width 16, not 8: TensorFlow 2.21 on CPU crashed (SIGSEGV) in 2-channel bottleneck convolutions.
@@ -82,6 +83,53 @@ def test_run_folder_contents(smoke_run) -> None:
     assert (out_dir / "best.weights.h5").is_file()
     assert (out_dir / "backup" / "training_metadata.json").is_file()
     assert any((out_dir / "tensorboard").rglob("*tfevents*"))
+
+
+def _damage(folder: Path, name: str) -> None:
+    path = folder / name
+    if name == "history.csv":  # cut: the last epoch's row is lost
+        path.write_text("".join(path.read_text().splitlines(keepends=True)[:-1]))
+    elif name == "backup":  # a file where the checkpoints' folder was
+        shutil.rmtree(path)
+        path.write_text("not a folder")
+    elif name == "metrics.json":
+        path.write_text("{not json")
+    elif name.endswith(".h5") and name.startswith("garbage:"):
+        target = folder / name.removeprefix("garbage:")
+        target.write_bytes(bytes(target.stat().st_size))  # the same size, other bytes
+    else:
+        path.unlink()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        ("config.json", "config.json is missing (manifest.json lists it)"),
+        ("dataset.json", "dataset.json is missing (manifest.json lists it)"),
+        ("history.csv", "history.csv lacks the row(s) of epoch(s) 3 of the 3 finished"),
+        ("best.weights.h5", "best.weights.h5 is missing (manifest.json lists it)"),
+        ("garbage:best.weights.h5", "best.weights.h5 is damaged (its content differs from"),
+        ("garbage:backup/latest.weights.h5", "latest.weights.h5 is damaged (its content differs"),
+        ("backup", "backup is a file, not the folder of the run's checkpoints"),
+        ("metrics.json", "metrics.json is damaged (not a JSON object): delete it"),
+        ("manifest.json", "holds backup, best.weights.h5, history.csv, metrics.json but no "),
+    ],
+)
+def test_a_damaged_run_folder_is_refused_naming_the_file_and_left_as_it_is(
+    smoke_run, tiny_imagenet: Path, tmp_path: Path, capsys, damage: str, message: str
+) -> None:
+    folder = tmp_path / "run"
+    shutil.copytree(smoke_run[0], folder)
+    _damage(folder, damage)
+    before = folder_state(folder)
+    code, error = _main(tiny_imagenet, folder, capsys, *TINY, "--epochs", "3")  # smoke_run's
+    assert code == 1 and f"error: {folder}" in error and message in error, error
+    assert "another --out-dir" in error or "delete it" in error
+    assert folder_state(folder) == before  # nothing destroyed, nothing written
+    if damage == "garbage:best.weights.h5":  # inference checks the weights it loads too
+        with pytest.raises(training.RunFolderDamaged, match=r"best\.weights\.h5 is damaged"):
+            training.load_trained_model(folder)
 
 
 def run_killed(command: list[str], point: str) -> subprocess.CompletedProcess[str]:
@@ -194,20 +242,6 @@ second = subprocess.run(command, capture_output=True, text=True)
     "history": (run_dir / "history.csv").read_text(),
 }))
 """
-
-
-def mount_namespace(probe_dir: Path) -> list[str] | None:
-    """The ``unshare`` prefix that lets a command mount a tmpfs here, or None."""
-    candidates = [["unshare", "-m"]] if os.geteuid() == 0 else []
-    candidates.append(["unshare", "-Urm"])  # unprivileged user namespaces
-    for prefix in candidates:
-        probe = [*prefix, "mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(probe_dir)]
-        try:
-            if subprocess.run(probe, capture_output=True, timeout=60).returncode == 0:
-                return prefix
-        except (FileNotFoundError, subprocess.TimeoutExpired):
-            return None
-    return None
 
 
 @pytest.mark.slow
@@ -342,6 +376,124 @@ def test_user_errors_are_reported_and_leave_nothing_behind(
         code, error = main(out_dir, *TINY, "--epochs", "1")
         assert code == 1 and message in error, error
     assert a_file.read_text() == "mine"
+
+
+def _main(root: Path, out_dir: Path, capsys: pytest.CaptureFixture[str], *extra: str):
+    """The trainer in this process: (exit status, standard error)."""
+    arguments = ["--data-dir", str(root), "--out-dir", str(out_dir), "--profile", "smoke"]
+    code = training.main([*arguments, *extra])
+    return code, capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (
+            ["--levels", "1,1,1,1,1,1,1,1"],
+            "invalid levels: (1, 1, 1, 1, 1, 1, 1, 1) (must be 1 to 6",
+        ),
+        (["--width", "1000000000"], "invalid width: 1000000000 (must be a multiple of 4 from 4"),
+        (["--levels", "64,64,64,64,64,64", "--width", "4096"], "invalid levels and width: "),
+        (["--augment-padding", "100000"], "invalid augment_padding: 100000"),
+        (["--augment-padding", "64"], "invalid augment_padding: 64 (must be a shift"),
+        (["--epochs", "100000000000000000000"], "invalid epochs: 100000000000000000000"),
+        (["--learning-rate", "inf"], "invalid learning_rate: inf (must be > 0, and finite)"),
+        (["--learning-rate", "nan"], "invalid learning_rate: nan"),
+        (["--weight-decay", "inf"], "invalid weight_decay: inf"),
+        (["--mix", "mixup", "--mix-alpha", "inf"], "invalid mix_alpha: inf"),
+        (["--warmup-epochs", "inf"], "invalid warmup_epochs: inf"),
+        (["--seed", "-1"], "invalid seed: -1"),
+        (["--steps-per-execution", "-3"], "--steps-per-execution must be an integer from 1"),
+        (["--logical-cpus", "-1"], "--logical-cpus must be an integer from 0 to 64, got -1"),
+        (["--decode-workers", "0"], "--decode-workers must be an integer from 1"),
+    ],
+)
+def test_every_setting_is_checked_before_the_run_folder_is_touched(
+    tiny_imagenet: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], extra, message
+) -> None:
+    existing = tmp_path / "existing"
+    existing.mkdir()
+    (existing / "notes.txt").write_text("mine")
+    before = folder_state(existing)
+    for out_dir in (tmp_path / "new" / "run", existing):
+        code, error = _main(tiny_imagenet, out_dir, capsys, *TINY, "--epochs", "1", *extra)
+        assert code == 1 and f"error: {message}" in error, error
+    assert not (tmp_path / "new").exists()  # so the corrected command is not refused
+    assert folder_state(existing) == before
+
+
+@pytest.mark.parametrize(
+    ("backend", "extra", "message"),
+    [
+        ("numpy", [], "KERAS_BACKEND='numpy' is not a Keras backend this command can use for "),
+        ("jax", ["--logical-cpus", "2"], "--logical-cpus splits the CPU with TensorFlow"),
+        ("jax", ["--tfrecords", "shards"], "--tfrecords reads shards with tf.data"),
+    ],
+)
+def test_the_backend_is_checked_before_the_run_folder_is_touched(
+    tiny_imagenet: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    backend: str,
+    extra: list[str],
+    message: str,
+) -> None:
+    pytest.importorskip(backend)
+    monkeypatch.setenv("KERAS_BACKEND", backend)
+    code, error = _main(tiny_imagenet, tmp_path / "run", capsys, *TINY, *extra)
+    assert code == 1 and message in error, error
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_diverging_run_stops_with_an_error_and_commits_nothing(
+    tiny_imagenet: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out_dir = tmp_path / "run"
+    code, error = _main(
+        tiny_imagenet, out_dir, capsys, *TINY, "--epochs", "1", "--learning-rate", "1e30"
+    )
+    assert code == 1, error
+    assert re.search(r"error: the loss of epoch 1 is (nan|inf|-inf): training diverged", error)
+    assert "keeps the 0 epoch(s) before it" in error and "another --out-dir" in error
+    assert training.resumed_epoch(out_dir / "backup") == 0
+    log = out_dir / "history.csv"
+    assert not log.exists() or training.read_log(log) == {}  # the epoch was not logged
+    for name in ("best.weights.h5", "metrics.json", "backup/latest.weights.h5"):
+        assert not (out_dir / name).exists(), name
+
+
+def test_the_trainer_names_a_bomb_image_and_an_undecodable_shard(
+    tiny_imagenet: Path,
+    tiny_imagenet_copy: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from dlnotes.data import tfrecord
+
+    victim = Path(data.read_split(tiny_imagenet_copy, "train").paths[0])
+    victim.write_bytes(decompression_bomb())
+    out_dir = tmp_path / "run"
+    code, error = _main(tiny_imagenet_copy, out_dir, capsys, *TINY, "--epochs", "1")
+    assert code == 1 and f"{victim}: refused as a possible decompression bomb" in error, error
+    assert not out_dir.exists()
+
+    # Shards written without the writer's checks (by an older version): a TIFF among the JPEGs.
+    shards = tmp_path / "shards"
+    shards.mkdir()
+    for split in ("train", "val"):
+        files, labels, class_ids = data.read_split(tiny_imagenet, split)
+        path = shards / f"{split}-00000-of-00001.tfrecord"
+        with tfrecord.tf.io.TFRecordWriter(str(path)) as writer:
+            for index, file in enumerate(files):
+                image = tiff_image() if index == 7 else Path(file).read_bytes()
+                label = int(labels[index])
+                writer.write(tfrecord.serialize_example(image, label, class_ids[label]))
+    code, error = _main(tiny_imagenet, out_dir, capsys, *TINY, "--tfrecords", str(shards))
+    assert code == 1, error
+    assert f"the shard {shards / 'train-00000-of-00001.tfrecord'} holds a record that" in error
+    assert "Unknown image file format" in error and "dlnotes-make-tfrecords" in error
+    assert not out_dir.exists()
 
 
 def test_a_run_folder_refuses_other_settings(

@@ -143,10 +143,18 @@ def test_peak_flops() -> None:
 def test_callbacks(tmp_path: Path) -> None:
     callbacks = training.training_callbacks(tmp_path)
     kinds = [type(c).__name__ for c in callbacks]
-    assert kinds == ["FreeSpaceCheck", "ModelCheckpoint", "CSVLogger", "RunBackup", "TensorBoard"]
-    assert isinstance(callbacks[3], keras.callbacks.BackupAndRestore)
-    assert callbacks[1].filepath == str(tmp_path / "backup" / training.STAGED_BEST)
-    assert callbacks[3].best_checkpoint is callbacks[1]
+    assert kinds == [
+        "StopOnNonFiniteLoss",  # first: a diverged epoch reaches none of the others
+        "FreeSpaceCheck",
+        "ModelCheckpoint",
+        "CSVLogger",
+        "RunBackup",
+        "TensorBoard",
+    ]
+    assert isinstance(callbacks[4], keras.callbacks.BackupAndRestore)
+    assert callbacks[2].filepath == str(tmp_path / "backup" / training.STAGED_BEST)
+    assert callbacks[4].best_checkpoint is callbacks[2]
+    assert callbacks[4].manifest_path == tmp_path / training.MANIFEST
 
 
 def test_sanity_checks_and_throughput_on_a_tiny_model() -> None:

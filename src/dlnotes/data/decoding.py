@@ -5,32 +5,110 @@ No TensorFlow here: the training command decodes with Pillow on any Keras backen
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 
+MAX_IMAGE_PIXELS = 1 << 24
+"""The largest image the course's tools decode: 4096 × 4096 pixels (Tiny ImageNet's are 64 × 64).
 
-def verify_images(paths: Sequence[str | os.PathLike[str]]) -> None:
-    """Decode every image completely and report those that cannot be read.
+A larger one is refused before it is decoded: a few bytes of header can declare billions of
+pixels (a "decompression bomb"), and decoding them would exhaust the memory."""
+
+DECODABLE_FORMATS = frozenset({"JPEG", "PNG", "GIF", "BMP", "WEBP"})
+"""The formats (Pillow's names) that TensorFlow's ``tf.io.decode_image`` reads."""
+
+SUFFIX_FORMATS = {".jpeg": "JPEG", ".jpg": "JPEG", ".png": "PNG"}
+"""The format a file of each image suffix of the dataset must hold."""
+
+
+def _bomb(path: object, detail: str) -> str:
+    return f"{path}: refused as a possible decompression bomb: {detail}"
+
+
+@contextlib.contextmanager
+def open_image(path: str | os.PathLike[str], *, check_format: bool = False) -> Iterator[Any]:
+    """Open an image with Pillow after checking its header; decompression bombs are refused.
+
+    Only the header is read here: the pixels are decoded when the caller uses them.
+
+    Args:
+        path: The image file.
+        check_format: Also require a format TensorFlow decodes (:data:`DECODABLE_FORMATS`) that
+            matches the file's suffix (:data:`SUFFIX_FORMATS`; e.g. a TIFF named ``.JPEG`` is
+            refused).
+
+    Yields:
+        The opened ``PIL.Image.Image``.
+
+    Raises:
+        ValueError: Naming the file, for more than :data:`MAX_IMAGE_PIXELS` pixels or (with
+            ``check_format``) the wrong format.
+        OSError: If the file cannot be read or is not an image (Pillow's message, with the path).
+    """
+    import warnings
+
+    from PIL import Image
+
+    try:
+        with warnings.catch_warnings():  # the size is checked below, against a lower limit
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(path)
+    except Image.DecompressionBombError as error:
+        raise ValueError(_bomb(path, str(error))) from None
+    with image:
+        width, height = image.size
+        if width * height > MAX_IMAGE_PIXELS:
+            raise ValueError(
+                _bomb(
+                    path,
+                    f"it declares {width:,} × {height:,} pixels, more than the "
+                    f"{MAX_IMAGE_PIXELS:,} the course's tools decode",
+                )
+            )
+        if check_format:
+            expected = SUFFIX_FORMATS.get(os.path.splitext(os.fspath(path))[1].lower())
+            if image.format not in DECODABLE_FORMATS or expected not in (None, image.format):
+                wanted = expected or " or ".join(sorted(DECODABLE_FORMATS))
+                raise ValueError(
+                    f"{path}: holds a {image.format} image, not {wanted} as its name says: "
+                    "convert it or remove it"
+                    if expected
+                    else f"{path}: holds a {image.format} image; TensorFlow reads {wanted}"
+                )
+        yield image
+
+
+def verify_images(paths: Sequence[str | os.PathLike[str]], *, decode: bool = True) -> None:
+    """Check every image, and report those that cannot be read.
 
     tf.data reports a broken JPEG deep inside a pipeline, without its file name; run this once on
     a new dataset (the TFRecord writer does it for every file) to get a message that names the
-    files.
+    files. Each file must hold a format TensorFlow decodes, the one its suffix names (a TIFF
+    named ``.JPEG`` is refused), and at most :data:`MAX_IMAGE_PIXELS` pixels.
 
     Args:
         paths: Image files.
+        decode: Decode every image completely; False checks only the headers (format and size),
+            which is much faster.
 
     Raises:
-        ValueError: Naming every file that is missing, truncated or not an image.
+        ValueError: Naming every file that is missing, truncated, not an image, of the wrong
+            format or too large.
     """
-    from PIL import Image, UnidentifiedImageError
+    from PIL import UnidentifiedImageError
 
     problems = []
     for path in paths:
         try:
-            with Image.open(path) as image:
-                image.load()
+            with open_image(path, check_format=True) as image:
+                if decode:
+                    image.load()
+        except ValueError as error:
+            problems.append(str(error))
         except (OSError, UnidentifiedImageError, SyntaxError) as error:
             problems.append(f"{path}: {error}")
     if problems:
@@ -44,12 +122,12 @@ def _decode_into(images: np.ndarray, paths: Sequence[str | os.PathLike[str]], si
 
     for index, path in enumerate(paths):
         try:
-            with Image.open(path) as image:
-                image = image.convert("RGB")
+            with open_image(path) as opened:
+                image = opened.convert("RGB")
                 if image.size != (size, size):
                     image = image.resize((size, size), Image.Resampling.BILINEAR)
                 images[index] = np.asarray(image)
-        except OSError as error:
+        except (OSError, SyntaxError) as error:
             raise ValueError(f"cannot decode {path}: {error}") from error
 
 
@@ -73,7 +151,9 @@ def load_images(
 
     Decoding a 64×64 JPEG with Pillow costs about 0.2 ms of one core, mostly Python overhead that
     holds the GIL, so threads do not help; ``workers > 1`` decodes chunks in that many fresh
-    processes (``spawn``, safe after TensorFlow or JAX have started threads).
+    processes (``spawn``, safe after TensorFlow or JAX have started threads), which die with this
+    one however it dies and leave Ctrl-C to it. Images declaring more than
+    :data:`MAX_IMAGE_PIXELS` pixels are refused before they are decoded.
 
     Args:
         paths: Image files.
@@ -85,8 +165,8 @@ def load_images(
         The array.
 
     Raises:
-        ValueError: If ``paths`` is empty, ``workers`` < 1 or an image cannot be read (naming
-            the file).
+        ValueError: If ``paths`` is empty, ``workers`` < 1 or an image cannot be read or is a
+            decompression bomb (naming the file).
     """
     from tqdm import tqdm
 
@@ -109,7 +189,13 @@ def load_images(
     starts = range(0, len(paths), chunk)
     images = np.empty((len(paths), image_size, image_size, 3), dtype=np.uint8)
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(min(workers, len(starts)), mp_context=context) as pool:
+    pool = ProcessPoolExecutor(
+        min(workers, len(starts)),
+        mp_context=context,
+        initializer=_worker_started,
+        initargs=(os.getpid(),),
+    )
+    try:
         decoded = pool.map(
             _decode_chunk, [paths[s : s + chunk] for s in starts], [image_size] * len(starts)
         )
@@ -119,7 +205,50 @@ def load_images(
             strict=True,
         ):
             images[start : start + len(block)] = block
+    except BaseException:  # an error, Ctrl-C: the chunks not started yet are not decoded
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
     return images
+
+
+PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
+
+
+def _worker_started(parent: int) -> None:
+    """Initializer of a decoding process: die with the parent, and leave Ctrl-C to it.
+
+    A parent killed by ``kill -9`` or the out-of-memory killer cannot stop its workers, and a
+    worker blocked on a full result pipe would live on, keeping multiprocessing's resource
+    tracker alive with it. On Linux the kernel sends the worker SIGKILL when its parent dies
+    (``prctl(PR_SET_PDEATHSIG)``); elsewhere a daemon thread checks the parent's pid once a
+    second. Ctrl-C reaches the whole process group: the workers ignore it, and the parent stops
+    the pool.
+
+    Args:
+        parent: The pid of the process that started the pool.
+    """
+    import signal
+    import sys
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) == 0:
+            if os.getppid() != parent:  # the parent died before prctl took effect
+                os._exit(1)
+            return
+    import threading
+    import time
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="parent-watchdog", daemon=True).start()
 
 
 def pixel_stats(

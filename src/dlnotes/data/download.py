@@ -9,6 +9,9 @@
   removed by the next run (:func:`dlnotes.runtime.storage.remove_abandoned`).
 * Archive entries that would land outside the destination (absolute paths, ``..``) are refused.
 * A second run finds the dataset and does nothing, not even a network request.
+* The archive is kept beside the destination under its own name, never the destination's (an
+  address ending in ``/tiny-imagenet-200``), and a folder that cannot be written is refused before
+  anything is downloaded (``keras.utils.get_file`` would fall back to ``/tmp/.keras``).
 
 The command ``dlnotes-download`` (installed with the package; :func:`main`) does all of this, and
 :func:`dlnotes.data.find_root` does it by itself when a chapter finds no data.
@@ -85,30 +88,78 @@ def is_prepared(root: str | os.PathLike[str]) -> bool:
     return (Path(root) / "wnids.txt").is_file()
 
 
-def fetch_archive(url: str, md5: str, download_dir: str | os.PathLike[str]) -> Path:
+def archive_filename(url: str, root: str | os.PathLike[str], download_dir: Path) -> str:
+    """The file name the archive of ``url`` is kept under: the URL's last part, as a ``.zip``.
+
+    Never the dataset root itself: an address ending in ``/tiny-imagenet-200`` would otherwise
+    save the archive where the dataset is to be extracted.
+
+    Args:
+        url: Address of the archive.
+        root: The dataset root that will be extracted.
+        download_dir: The folder that keeps the archive.
+
+    Returns:
+        A file name in ``download_dir``.
+    """
+    name = PurePosixPath(url.split("?", 1)[0]).name or "archive.zip"
+    if not name.lower().endswith(".zip"):
+        name += ".zip"
+    if download_dir / name == Path(root).expanduser().resolve():
+        name = f"{name}.archive.zip"
+    return name
+
+
+def _check_writable(folder: Path) -> None:
+    """Refuse a folder that cannot be written before anything is downloaded into it.
+
+    ``keras.utils.get_file`` silently downloads into ``/tmp/.keras`` instead when its folder is
+    not writable; a test file shows it here, whoever runs the command (``os.access`` says yes to
+    root on a folder without write permission).
+    """
+    import tempfile
+
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as error:
+        raise DownloadError(
+            f"cannot write into {folder} ({error.strerror or error}), where the archive is kept "
+            "and extracted: choose a destination in a writable folder"
+        ) from None
+
+
+def fetch_archive(
+    url: str, md5: str, download_dir: str | os.PathLike[str], *, filename: str | None = None
+) -> Path:
     """Download ``url`` into ``download_dir`` unless a file with the right checksum is there.
 
     Args:
         url: Address of the zip archive.
         md5: Expected MD5 checksum (32 hex digits).
-        download_dir: Folder that keeps the archive.
+        download_dir: Folder that keeps the archive (created if needed; it must be writable).
+        filename: Name of the archive there (default: the URL's last part).
 
     Returns:
         Path of the verified archive.
 
     Raises:
         ValueError: If ``md5`` is not 32 hexadecimal digits.
-        DownloadError: If the transfer fails or the checksum does not match; the message says
-            what to do, and the partial file is gone, so the next run starts afresh.
+        DownloadError: If ``download_dir`` cannot be written (checked before the transfer), the
+            transfer fails or the checksum does not match; the message says what to do, and the
+            partial file is gone, so the next run starts afresh.
+        OSError: If ``download_dir`` cannot be created.
     """
-    import keras
+    from dlnotes import runtime
 
     md5 = md5.strip().lower()
     if len(md5) != 32 or any(c not in "0123456789abcdef" for c in md5):
         raise ValueError(f"md5 must be 32 hexadecimal digits, got {md5!r}")
     download_dir = Path(download_dir).expanduser().resolve()
     download_dir.mkdir(parents=True, exist_ok=True)
-    name = PurePosixPath(url.split("?", 1)[0]).name or "archive.zip"
+    _check_writable(download_dir)
+    keras = runtime.import_quietly("keras")  # after the checks: it takes seconds
+    name = filename or PurePosixPath(url.split("?", 1)[0]).name or "archive.zip"
     try:
         path = keras.utils.get_file(
             fname=name,
@@ -129,6 +180,12 @@ def fetch_archive(url: str, md5: str, download_dir: str | os.PathLike[str]) -> P
         raise DownloadError(
             f"could not download {url}: {error}. Run the command again to retry"
         ) from error
+    if Path(path).resolve() != download_dir / name:  # get_file chose another folder after all
+        Path(path).unlink(missing_ok=True)
+        raise DownloadError(
+            f"the archive was saved to {path} instead of {download_dir} (deleted again): choose "
+            "a destination in a writable folder"
+        )
     return Path(path)
 
 
@@ -212,7 +269,13 @@ def prepare_tiny_imagenet(
     if is_prepared(root):
         return root
     if root.exists() and not root.is_dir():
-        raise DownloadError(f"{root} is a file, not a folder: choose another destination")
+        hint = (
+            " (a zip archive: an earlier version of this command saved the download there when "
+            "its address ended in the folder's name; delete it and run the command again)"
+            if zipfile.is_zipfile(root)
+            else ""
+        )
+        raise DownloadError(f"{root} is a file, not a folder: choose another destination{hint}")
     if root.exists() and any(root.iterdir()):
         raise DownloadError(
             f"{root} exists but holds no wnids.txt: it is not a Tiny ImageNet root. Move it away "
@@ -220,7 +283,8 @@ def prepare_tiny_imagenet(
         )
     if root.exists():
         root.rmdir()
-    archive = fetch_archive(url, md5, download_dir if download_dir is not None else root.parent)
+    folder = Path(download_dir if download_dir is not None else root.parent).expanduser().resolve()
+    archive = fetch_archive(url, md5, folder, filename=archive_filename(url, root, folder))
     return extract_archive(archive, root)
 
 
@@ -239,7 +303,6 @@ def main(argv: list[str] | None = None) -> int:
     Returns:
         The exit status: 0 on success, 1 with a message on standard error otherwise.
     """
-    from dlnotes import runtime
     from dlnotes.runtime import paths
 
     parser = argparse.ArgumentParser(
@@ -262,7 +325,6 @@ def main(argv: list[str] | None = None) -> int:
     try:
         url, md5 = archive_source()
         url, md5 = args.url or url, args.md5 or md5
-        runtime.import_quietly("keras")
         root = prepare_tiny_imagenet(root, url=url, md5=md5)
     except (DownloadError, ValueError, OSError) as error:  # OSError: e.g. a full disk
         print(f"error: {error}", file=sys.stderr)

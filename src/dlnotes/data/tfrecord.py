@@ -10,6 +10,7 @@ Each record is a ``tf.train.Example`` with three features:
 from __future__ import annotations
 
 import argparse
+import errno
 import glob
 import os
 import re
@@ -23,7 +24,7 @@ from tqdm import tqdm
 
 from dlnotes import runtime
 from dlnotes.data import decoding, tiny_imagenet
-from dlnotes.runtime import paths
+from dlnotes.runtime import paths, storage
 
 if TYPE_CHECKING:
     import tensorflow as tf
@@ -87,12 +88,16 @@ def write_shards(
 ) -> list[Path]:
     """Write images into ``num_shards`` TFRecord files ``{prefix}-00000-of-000NN.tfrecord[.gz]``.
 
-    Every image is verified first (:func:`dlnotes.data.verify_images`), so a broken file stops the
-    job before anything is written. The shards are written under temporary names (``.partial``)
-    and renamed only once all are complete, after the earlier shards of ``prefix`` (any count, any
-    compression) and partial files left by a killed run have been deleted: the folder ends up
-    with exactly one set, and an interrupted run never leaves a set that looks complete
-    (:func:`shard_files` refuses a mixture).
+    Every image is verified first (:func:`dlnotes.data.verify_images`: decoded completely, of the
+    format its name says, not a decompression bomb), so a broken file stops the job before
+    anything is written. One writer at a time may use ``out_dir``: it holds the folder's lock
+    (:func:`dlnotes.runtime.storage.locked_folder`) from the deletion of partial files to the
+    last rename, and a second writer is refused at once. The shards are written under temporary
+    names (``.partial``) and renamed only once all are complete, after the earlier shards of
+    ``prefix`` (any count, any compression) and partial files left by a killed run have been
+    deleted: the folder ends up with exactly one set, and an interrupted run never leaves a set
+    that looks complete (:func:`shard_files` refuses a mixture). A write that fails (e.g. a full
+    disk) leaves the earlier set as it was.
 
     Args:
         paths: Image files.
@@ -109,6 +114,8 @@ def write_shards(
 
     Raises:
         ValueError: For bad arguments or unreadable images.
+        dlnotes.runtime.storage.FolderInUse: If another writer is using ``out_dir``.
+        OSError: If a shard cannot be written (e.g. a full disk), naming it.
     """
     compression = _check_compression(compression)
     if not paths:
@@ -121,7 +128,22 @@ def write_shards(
     if out_dir.exists() and not out_dir.is_dir():
         raise ValueError(f"{out_dir} is a file, not a folder for the shards")
     decoding.verify_images(paths)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    with storage.locked_folder(out_dir, what="writer of TFRecord shards"):
+        return _write_locked(
+            paths, labels, class_ids, out_dir, prefix, num_shards, compression, progress
+        )
+
+
+def _write_locked(
+    paths: Sequence[str],
+    labels: Sequence[int] | np.ndarray | None,
+    class_ids: Sequence[str],
+    out_dir: Path,
+    prefix: str,
+    num_shards: int,
+    compression: str,
+    progress: bool,
+) -> list[Path]:
     for stale in _shards_of(out_dir, prefix, partial=True):  # left by a killed run
         stale.unlink()
     options = tf.io.TFRecordOptions(compression_type=compression)
@@ -132,12 +154,21 @@ def write_shards(
             final = out_dir / f"{prefix}-{shard:05d}-of-{num_shards:05d}{SUFFIXES[compression]}"
             partial = final.with_name(final.name + ".partial")
             partials.append(partial)
-            with tf.io.TFRecordWriter(str(partial), options) as writer:
-                for index in indices:
-                    label = -1 if labels is None else int(labels[index])
-                    wnid = "" if labels is None else class_ids[label]
-                    writer.write(serialize_example(Path(paths[index]).read_bytes(), label, wnid))
-                    bar.update(1)
+            try:
+                with tf.io.TFRecordWriter(str(partial), options) as writer:
+                    for index in indices:
+                        label = -1 if labels is None else int(labels[index])
+                        wnid = "" if labels is None else class_ids[label]
+                        image = Path(paths[index]).read_bytes()
+                        writer.write(serialize_example(image, label, wnid))
+                        bar.update(1)
+            except tf.errors.OpError as error:  # e.g. ResourceExhaustedError for a full disk
+                failure = OSError(
+                    f"could not write the shard {partial} ({error.message}); the earlier shards "
+                    "in the folder are unchanged: make room and run the same command again"
+                )
+                failure.errno = errno.ENOSPC if "No space left" in error.message else None
+                raise failure from None
             shards.append(final)
         # The new set replaces every earlier shard of this prefix, whatever its count.
         for old in _shards_of(out_dir, prefix):
@@ -249,7 +280,8 @@ def shard_arrays(
 
     Raises:
         FileNotFoundError: If the folder holds no shards of ``prefix``.
-        ValueError: For an inconsistent shard set, or if no record belongs to ``class_ids``.
+        ValueError: For an inconsistent shard set, a record that cannot be decoded (naming its
+            shard), or if no record belongs to ``class_ids``.
     """
     from dlnotes.data import pipeline
 
@@ -265,16 +297,24 @@ def shard_arrays(
         record = parse_example(serialized)
         return pipeline.decode_image(record["image"]), record["wnid"]
 
-    records = tf.data.TFRecordDataset([str(f) for f in files], compression_type=compression)
-    batches = records.map(decode, num_parallel_calls=tf.data.AUTOTUNE).batch(batch_size)
     counts = dict.fromkeys(class_ids, 0)
     kept_images, kept_labels = [], []
-    for images, wnids in batches.as_numpy_iterator():
-        for image, wnid in zip(images, (w.decode() for w in wnids), strict=True):
-            if wnid in index and (per_class is None or counts[wnid] < per_class):
-                counts[wnid] += 1
-                kept_images.append(image)
-                kept_labels.append(index[wnid])
+    for file in files:  # one after the other, so that a bad record's shard can be named
+        records = tf.data.TFRecordDataset(str(file), compression_type=compression)
+        batches = records.map(decode, num_parallel_calls=tf.data.AUTOTUNE).batch(batch_size)
+        try:
+            for images, wnids in batches.as_numpy_iterator():
+                for image, wnid in zip(images, (w.decode() for w in wnids), strict=True):
+                    if wnid in index and (per_class is None or counts[wnid] < per_class):
+                        counts[wnid] += 1
+                        kept_images.append(image)
+                        kept_labels.append(index[wnid])
+        except tf.errors.OpError as error:
+            raise ValueError(
+                f"the shard {file} holds a record that cannot be read or decoded "
+                f"({error.message.strip().splitlines()[0]}): write the shards again with "
+                "dlnotes-make-tfrecords, which checks every image and names the bad files"
+            ) from None
     if not kept_images:
         raise ValueError(f"the {prefix} shards in {out_dir} hold no image of the classes asked for")
     return np.stack(kept_images), np.asarray(kept_labels, dtype=np.int64)
@@ -373,6 +413,7 @@ def main(argv: list[str] | None = None) -> int:
             prefix=args.split,
             num_shards=args.num_shards,
             compression=args.compression,
+            progress=sys.stderr.isatty(),
         )
     except (OSError, ValueError) as error:  # OSError: e.g. --out-dir is a file, a full disk
         print(f"error: {error}", file=sys.stderr)

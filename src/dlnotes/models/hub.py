@@ -94,6 +94,7 @@ def load_classifier(
 
     Raises:
         FileNotFoundError: For a local path that is not a SavedModel.
+        ValueError: If the model's signature fixes another input size (naming both).
     """
     tf = runtime.import_quietly("tensorflow")
     path = Path(handle_or_path).expanduser()
@@ -104,7 +105,41 @@ def load_classifier(
     else:
         hub = runtime.import_quietly("tensorflow_hub")
         module = hub.load(handle_or_path)
+    expected = signature_input_size(module)
+    if expected is not None and expected != input_size:
+        raise ValueError(
+            f"the model {handle_or_path} takes images of {expected}×{expected} pixels, not "
+            f"{input_size}×{input_size}: pass --input-size {expected}"
+        )
     return Classifier(str(handle_or_path), input_size, module, str(handle_or_path))
+
+
+def signature_input_size(module: Any) -> int | None:
+    """The square input size fixed by a loaded SavedModel's signature, if it fixes one.
+
+    Args:
+        module: From ``tf.saved_model.load`` or ``hub.load``.
+
+    Returns:
+        The height (= width) of the images the model takes, or None where its signature leaves
+        the size open or cannot be read.
+    """
+    specs: list[Any] = []
+    serve = getattr(module, "serve", None)
+    if serve is not None and getattr(serve, "input_signature", None):
+        specs = list(serve.input_signature)
+    else:
+        signatures = getattr(module, "signatures", None)
+        if signatures is not None and "serving_default" in signatures:
+            args, kwargs = signatures["serving_default"].structured_input_signature
+            specs = [*args, *kwargs.values()]
+    if len(specs) != 1:
+        return None
+    shape = getattr(specs[0], "shape", None)
+    if shape is None or shape.rank != 4:
+        return None
+    height, width = shape[1], shape[2]
+    return int(height) if height is not None and height == width else None
 
 
 def _background_logit_layer() -> Any:
@@ -316,8 +351,10 @@ def predict_logits(
         float32 logits ``(len(paths), outputs)``.
 
     Raises:
-        ValueError: For no paths or a bad batch size, or naming every image file that cannot
-            be decoded (empty, truncated, not an image).
+        ValueError: For no paths or a bad batch size, a classifier that does not take images of
+            its ``input_size``, or naming every image file that cannot be decoded (empty,
+            truncated, not an image, of another format than its name says, a decompression
+            bomb).
     """
     from tqdm import tqdm
 
@@ -329,6 +366,9 @@ def predict_logits(
         raise ValueError("no images to label")
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    # Cheap (headers only): tf.data would name no file for a TIFF named .JPEG, and would try to
+    # allocate what a decompression bomb declares.
+    data.verify_images(paths, decode=False)
     size = classifier.input_size
 
     def load(path: Any) -> Any:
@@ -342,9 +382,19 @@ def predict_logits(
         .prefetch(tf.data.AUTOTUNE)
     )
     batches = -(-len(paths) // batch_size)
+
+    def call(images: Any) -> np.ndarray:
+        try:
+            return np.asarray(classifier(images), dtype=np.float32)
+        except (TypeError, ValueError) as error:  # what a SavedModel says for another shape
+            raise ValueError(
+                f"the classifier {classifier.source} does not take images of {size}×{size} "
+                f"pixels ({type(error).__name__}): pass its input size with --input-size"
+            ) from None
+
     try:
         logits = [
-            np.asarray(classifier(images), dtype=np.float32)
+            call(images)
             for images in tqdm(
                 dataset, total=batches, desc="labelling", unit="batch", disable=not progress
             )

@@ -8,8 +8,11 @@ layers may all use it. :mod:`~dlnotes.runtime.profiles`, :mod:`~dlnotes.runtime.
 from __future__ import annotations
 
 from dlnotes.runtime.environment import (
+    KERAS_BACKENDS,
+    TRAINING_BACKENDS,
     Accelerator,
     accelerators,
+    check_keras_backend,
     compilation_cache_folder,
     device_description,
     enable_compilation_cache,
@@ -32,10 +35,13 @@ from dlnotes.runtime.session import (
 
 __all__ = [
     "GPU_HINT",
+    "KERAS_BACKENDS",
     "STAND_IN_CLASS",
+    "TRAINING_BACKENDS",
     "Accelerator",
     "StandInNotice",
     "accelerators",
+    "check_keras_backend",
     "compilation_cache_folder",
     "describe",
     "device_description",

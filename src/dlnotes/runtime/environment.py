@@ -116,6 +116,51 @@ def keras_backend() -> str:
     return os.environ.get("KERAS_BACKEND", "tensorflow").strip().lower() or "tensorflow"
 
 
+KERAS_BACKENDS = ("tensorflow", "jax", "torch", "numpy", "openvino")
+"""The values of ``KERAS_BACKEND`` that Keras 3 knows; any other makes ``import keras`` fail."""
+
+TRAINING_BACKENDS = ("tensorflow", "jax", "torch")
+"""The Keras backends that can train (``numpy`` and ``openvino`` only run inference)."""
+
+
+def check_keras_backend(
+    allowed: tuple[str, ...] = KERAS_BACKENDS, *, installed: bool = True, purpose: str = ""
+) -> str:
+    """Check ``KERAS_BACKEND`` before Keras is imported, so that a bad value is one clear error.
+
+    Keras reads the variable when it is imported, and TensorFlow imports Keras: a misspelt
+    value would otherwise end a command in a traceback from deep inside an import. Only
+    ``os.environ`` and ``importlib.util.find_spec`` are consulted; nothing is imported.
+
+    Args:
+        allowed: The backends the caller can use.
+        installed: Also require the backend's package to be installed.
+        purpose: What needs the backend, for the message (e.g. ``"training"``).
+
+    Returns:
+        The backend (:func:`keras_backend`).
+
+    Raises:
+        ValueError: Naming the variable's value and the allowed ones, or the missing package.
+    """
+    import importlib.util
+
+    raw = os.environ.get("KERAS_BACKEND", "")
+    backend = raw or "tensorflow"  # Keras ignores an empty value
+    needed = f" for {purpose}" if purpose else ""
+    if backend not in allowed:
+        raise ValueError(
+            f"KERAS_BACKEND={raw!r} is not a Keras backend this command can use{needed}: "
+            f"set it to one of {', '.join(allowed)} (or unset it for tensorflow)"
+        )
+    if installed and importlib.util.find_spec(backend) is None:
+        raise ValueError(
+            f"KERAS_BACKEND={raw!r}, but the {backend} package is not installed: install it, or "
+            "unset KERAS_BACKEND to use tensorflow"
+        )
+    return backend
+
+
 @dataclass(frozen=True)
 class Accelerator:
     """A GPU the active Keras backend can compute on.

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from dlnotes.runtime import import_quietly, storage
+from dlnotes.training import manifest
 
 if TYPE_CHECKING:
     import keras
@@ -98,6 +99,8 @@ STAGED_BEST = "next-best.weights.h5"
 
 PENDING_METADATA = "next_metadata.json"
 
+STAGED_MANIFEST = "next-manifest.json"
+
 KILL_POINT_ENV = "DLNOTES_TEST_KILL_AT"
 """Test hook: ``"POINT:EPOCH"`` makes the process SIGKILL itself at that point of the backup of
 that (0-based) epoch; POINT is ``staged``, ``committed`` or ``rolling`` (see :class:`RunBackup`)."""
@@ -112,13 +115,20 @@ def _roll_forward(backup_dir: Path, epoch: int | None = None) -> None:
     """Finish a committed backup (move its files into place) or discard an uncommitted one."""
     pending = backup_dir / PENDING_METADATA
     if pending.is_file():
-        metadata = json.loads(pending.read_text())
-        for source, target in metadata.get("moves", {}).items():
+        try:
+            moves = json.loads(pending.read_text())["moves"]
+            moves = {str(source): str(target) for source, target in moves.items()}
+        except (ValueError, KeyError, TypeError, AttributeError) as error:
+            raise manifest.RunFolderDamaged(
+                f"the backup's commit record {pending} is damaged ({error}); delete "
+                f"{backup_dir.parent} to train from the start, or use another --out-dir"
+            ) from error
+        for source, target in moves.items():
             if (backup_dir / source).is_file():  # else moved already, before an interruption
                 os.replace(backup_dir / source, backup_dir / target)
             _kill_point("rolling", epoch)
         os.replace(pending, backup_dir / BACKUP_METADATA)
-    for leftover in (STAGED_WEIGHTS, STAGED_BEST):
+    for leftover in (STAGED_WEIGHTS, STAGED_BEST, STAGED_MANIFEST):
         (backup_dir / leftover).unlink(missing_ok=True)
     for partial in backup_dir.glob("*.partial"):
         partial.unlink()
@@ -152,9 +162,9 @@ def recover_backup(backup_dir: str | os.PathLike[str]) -> dict[str, Any]:
         metadata = json.loads(metadata_path.read_text())
         int(metadata["epoch"])
     except (ValueError, KeyError, TypeError) as error:
-        raise ValueError(
-            f"the backup's metadata {metadata_path} is damaged ({error}); delete {backup_dir} "
-            "to train from the start"
+        raise manifest.RunFolderDamaged(
+            f"the backup's metadata {metadata_path} is damaged ({error}); use another --out-dir "
+            f"(or delete {backup_dir.parent} to train from the start)"
         ) from error
     checked: dict[str, Any] = metadata
     return checked
@@ -182,8 +192,12 @@ class RunBackup(keras.callbacks.BackupAndRestore):
     2. the metadata — finished epochs, the best monitored value, the files to move — is written
        to ``next_metadata.json`` under a temporary name and renamed: **this rename is the
        commit**;
-    3. the files are moved into place (``latest.weights.h5``, ``best.weights.h5``,
-       ``training_metadata.json``).
+    3. the files are moved into place (``latest.weights.h5``, ``best.weights.h5``, the run
+       folder's ``manifest.json``, ``training_metadata.json``).
+
+    With ``manifest_path``, step 2 also stages the run folder's manifest
+    (:mod:`dlnotes.training.manifest`): the files of the state being committed, with their sizes
+    and checksums, so that a damaged folder is noticed before a resume.
 
     On resuming, :func:`recover_backup` finishes step 3 of a committed backup or deletes the
     files of an uncommitted one; the weights and the optimiser state are restored, and so is the
@@ -195,6 +209,8 @@ class RunBackup(keras.callbacks.BackupAndRestore):
         best_checkpoint: A ``ModelCheckpoint(save_best_only=True)`` writing to
             ``backup_dir/next-best.weights.h5``, placed just before this callback, or None.
         best_path: Where the best weights go (with ``best_checkpoint``).
+        manifest_path: The run folder's ``manifest.json`` to commit with each backup, or None.
+            Files it lists already (the run's record) stay listed.
 
     Raises:
         ValueError: If only one of ``best_checkpoint`` and ``best_path`` is given, or the
@@ -207,6 +223,7 @@ class RunBackup(keras.callbacks.BackupAndRestore):
         *,
         best_checkpoint: keras.callbacks.ModelCheckpoint | None = None,
         best_path: str | os.PathLike[str] | None = None,
+        manifest_path: str | os.PathLike[str] | None = None,
     ) -> None:
         super().__init__(str(backup_dir), save_freq="epoch", delete_checkpoint=False)
         if (best_checkpoint is None) != (best_path is None):
@@ -219,10 +236,19 @@ class RunBackup(keras.callbacks.BackupAndRestore):
             )
         self.best_checkpoint = best_checkpoint
         self.best_path = None if best_path is None else Path(best_path)
+        self.manifest_path = None if manifest_path is None else Path(manifest_path)
         self._best_at_epoch_begin: Any = None
+        self._listed: dict[str, dict[str, Any]] = {}
+
+    def _relative(self, path: Path) -> str:
+        assert self.manifest_path is not None
+        return Path(os.path.relpath(path, self.manifest_path.parent)).as_posix()
 
     def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
         metadata = recover_backup(self.backup_path)
+        if self.manifest_path is not None:
+            listed = manifest.read_manifest(self.manifest_path.parent)
+            self._listed = dict(listed["files"]) if listed else {}
         if not metadata:
             return
         if not self.model.built:
@@ -233,9 +259,9 @@ class RunBackup(keras.callbacks.BackupAndRestore):
         try:
             self.model.load_weights(str(weights))
         except (OSError, ValueError, RuntimeError, KeyError) as error:
-            raise ValueError(
-                f"the backup {weights} cannot be loaded ({error}); delete {self.backup_path} "
-                "to train from the start"
+            raise manifest.RunFolderDamaged(
+                f"the backup {weights} cannot be loaded ({error}); use another --out-dir (or "
+                f"delete {self.backup_path.parent} to train from the start)"
             ) from error
         self.model._initial_epoch = int(metadata["epoch"])
         if self.best_checkpoint is not None and metadata.get("best") is not None:
@@ -263,6 +289,17 @@ class RunBackup(keras.callbacks.BackupAndRestore):
             best = self.best_checkpoint.best
             if best != self._best_at_epoch_begin:  # the checkpoint saved this epoch
                 moves[STAGED_BEST] = os.path.relpath(self.best_path, self.backup_path)
+        if self.manifest_path is not None:  # the folder's files once this backup is committed
+            listed = dict(self._listed)
+            listed[self._relative(self.backup_path / BACKUP_WEIGHTS)] = manifest.file_entry(staged)
+            if STAGED_BEST in moves and self.best_path is not None:
+                entry = manifest.file_entry(self.backup_path / STAGED_BEST)
+                listed[self._relative(self.best_path)] = entry
+            storage.write_json(
+                self.backup_path / STAGED_MANIFEST, manifest.manifest(self._current_epoch, listed)
+            )
+            moves[STAGED_MANIFEST] = os.path.relpath(self.manifest_path, self.backup_path)
+            self._listed = listed
         storage.write_json(
             self.backup_path / PENDING_METADATA,
             {
@@ -274,6 +311,41 @@ class RunBackup(keras.callbacks.BackupAndRestore):
         )
         _kill_point("committed", epoch)
         _roll_forward(self.backup_path, epoch)
+
+
+class TrainingDiverged(ValueError):
+    """The loss of an epoch is NaN or infinite; nothing of that epoch was saved.
+
+    Attributes:
+        epoch: The epoch (1-based, as Keras prints it).
+    """
+
+    def __init__(self, epoch: int, name: str, value: float) -> None:
+        super().__init__(
+            f"the {name.replace('_', ' ')} of epoch {epoch} is {value}: training diverged (a "
+            f"learning rate or weight decay too high?). Nothing of epoch {epoch} was saved"
+        )
+        self.epoch = epoch
+
+
+class StopOnNonFiniteLoss(keras.callbacks.Callback):
+    """Stop training with :class:`TrainingDiverged` when an epoch's loss is NaN or infinite.
+
+    Placed first among the callbacks, it raises at the end of the epoch before any other
+    callback sees it: the epoch is neither logged nor checkpointed, and the run folder keeps the
+    last finished epoch. ``keras.callbacks.TerminateOnNaN`` does not fit here: by default it only
+    sets ``stop_training``, so the epoch-end callbacks still commit the diverged epoch as the
+    latest backup and the command exits with status 0; and, like any callback with a per-batch
+    hook, it makes Keras wait for every compiled execution (see :class:`Throughput`). Checking the
+    epoch's mean loss costs nothing and misses nothing: one NaN or infinite batch makes the mean
+    NaN or infinite.
+    """
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        for name in ("loss", "val_loss"):
+            value = (logs or {}).get(name)
+            if value is not None and not math.isfinite(float(value)):
+                raise TrainingDiverged(epoch + 1, name, float(value))
 
 
 class FreeSpaceCheck(keras.callbacks.Callback):
@@ -389,14 +461,16 @@ def _tensorboard_available() -> bool:
 def training_callbacks(
     out_dir: str | os.PathLike[str], *, tensorboard: bool = True
 ) -> list[keras.callbacks.Callback]:
-    """Free-space check, best checkpoint, resumable backup, CSV log and TensorBoard.
+    """Divergence check, free-space check, best checkpoint, resumable backup, CSV log, TensorBoard.
 
     The ``ModelCheckpoint`` saves the best weights under a staged name in ``out_dir/backup``;
     :class:`RunBackup` commits them to ``out_dir/best.weights.h5`` together with the backup, so
     that no file of the run folder is ever half-written and the best checkpoint's threshold
-    survives a resume. The CSV logger comes before the backup: if a run dies between the two, the
-    epoch is logged but not backed up, and :func:`truncate_log` removes the row before it is
-    trained again.
+    survives a resume; each commit also moves the run folder's ``manifest.json`` into place. An
+    epoch whose loss is NaN or infinite stops training before anything of it is written
+    (:class:`StopOnNonFiniteLoss`). The CSV logger comes before the backup: if a run dies between
+    the two, the epoch is logged but not backed up, and :func:`truncate_log` removes the row
+    before it is trained again.
 
     Args:
         out_dir: Run folder.
@@ -417,10 +491,16 @@ def training_callbacks(
         save_weights_only=True,
     )
     callbacks: list[keras.callbacks.Callback] = [
+        StopOnNonFiniteLoss(),
         FreeSpaceCheck(out_dir),
         best,
         keras.callbacks.CSVLogger(str(out_dir / "history.csv"), append=True),
-        RunBackup(backup, best_checkpoint=best, best_path=out_dir / "best.weights.h5"),
+        RunBackup(
+            backup,
+            best_checkpoint=best,
+            best_path=out_dir / "best.weights.h5",
+            manifest_path=out_dir / manifest.MANIFEST,
+        ),
     ]
     if tensorboard and _tensorboard_available():
         callbacks.append(

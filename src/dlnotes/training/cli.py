@@ -10,14 +10,18 @@ writes included — resumes from ``OUT/backup`` after the last finished epoch an
 requested number of epochs; ``OUT/history.csv`` has each epoch exactly once and
 ``OUT/best.weights.h5`` stays the best epoch's weights (see
 :class:`dlnotes.training.callbacks.RunBackup`).
-One trainer at a time may use ``OUT`` (a second one is refused); the settings (``config.json``) and
-the data (``dataset.json``: class ids and a fingerprint of the files) are checked before anything
-is written, and resuming with others is refused. A full disk stops the run with an error and the
-same command resumes once there is room. At the end ``OUT/metrics.json`` holds the validation
-accuracy, where the time went (decoding, first epoch with compilation, steady epochs, final
-evaluation, the whole command), the versions, the device and the dataset's size. ``--dry-run``
-prints the resolved configuration as JSON and exits. Works on every Keras backend
-(``KERAS_BACKEND=jax`` on a GPU machine without TensorFlow).
+One trainer at a time may use ``OUT`` (a second one is refused). Every setting and
+``KERAS_BACKEND`` are checked before ``OUT`` is created or touched; the settings
+(``config.json``) and the data (``dataset.json``: class ids and a fingerprint of the files) are
+checked before a resume, and resuming with others is refused; ``OUT/manifest.json`` lists the
+files of the last committed epoch with their checksums, and a damaged folder is refused naming
+the file (:mod:`dlnotes.training.manifest`). A NaN or infinite loss stops the run with an error
+before the epoch is saved. A full disk stops the run with an error and the same command resumes
+once there is room; so does Ctrl-C (exit status 130, :mod:`dlnotes.commands`). At the end
+``OUT/metrics.json`` holds the validation accuracy, where the time went (decoding, first epoch
+with compilation, steady epochs, final evaluation, the whole command), the versions, the device
+and the dataset's size. ``--dry-run`` prints the resolved configuration as JSON and exits. Works
+on every Keras backend that trains (``KERAS_BACKEND=jax`` on a GPU machine without TensorFlow).
 """
 
 from __future__ import annotations
@@ -130,7 +134,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--decode-workers",
         type=int,
         default=None,
-        help="processes that decode the JPEGs (default: the CPU count, at most 32)",
+        help="processes that decode the JPEGs (default: the CPU count, at most 32); they die "
+        "with the trainer",
     )
     parser.add_argument(
         "--logical-cpus",

@@ -8,6 +8,7 @@ run.
 from __future__ import annotations
 
 import argparse
+import math
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -93,35 +94,126 @@ class TrainConfig:
         return "full" if self.profile in RECIPES_ON_FULL_DATA else self.profile
 
     def validate(self) -> None:
-        """Check every field's range.
+        """Check every field's range, before anything is built or written.
+
+        The ranges are those that make sense for the trainer: at most
+        :data:`MAX_LEVELS` levels (each halves the 64×64 images), a network of at most
+        :data:`MAX_PARAMETERS` parameters, a shift smaller than the image, finite numbers.
 
         Raises:
-            ValueError: Naming the first invalid field and its value.
+            ValueError: Naming the first invalid field, its value and the range.
         """
         from dlnotes.data import mixing
 
+        levels_ok = 1 <= len(self.levels) <= MAX_LEVELS and all(
+            1 <= count <= MAX_BLOCKS_PER_LEVEL for count in self.levels
+        )
         checks = [
-            ("epochs", self.epochs >= 1),
-            ("batch_size", self.batch_size >= 1),
-            ("levels", len(self.levels) >= 1 and min(self.levels) >= 1),
-            ("width", self.width >= 4 and self.width % 4 == 0),
-            ("optimizer", self.optimizer in ("sgd", "adam", "adamw")),
-            ("learning_rate", self.learning_rate > 0),
-            ("warmup_epochs", 0 <= self.warmup_epochs),
-            ("weight_decay", self.weight_decay >= 0),
-            ("label_smoothing", 0 <= self.label_smoothing < 1),
-            ("augment_padding", self.augment_padding >= 0),
-            ("mix", self.mix in mixing.MODES),
-            ("mix_alpha", self.mix_alpha > 0),
-            ("mix_probability", 0 <= self.mix_probability <= 1),
+            ("epochs", 1 <= self.epochs <= MAX_EPOCHS, f"an integer from 1 to {MAX_EPOCHS:,}"),
+            (
+                "batch_size",
+                1 <= self.batch_size <= MAX_BATCH_SIZE,
+                f"an integer from 1 to {MAX_BATCH_SIZE:,}",
+            ),
+            (
+                "levels",
+                levels_ok,
+                f"1 to {MAX_LEVELS} levels (each halves the {IMAGE_SIZE}×{IMAGE_SIZE} images) of "
+                f"1 to {MAX_BLOCKS_PER_LEVEL} blocks",
+            ),
+            (
+                "width",
+                4 <= self.width <= MAX_WIDTH and self.width % 4 == 0,
+                f"a multiple of 4 from 4 to {MAX_WIDTH:,}",
+            ),
+            ("optimizer", self.optimizer in ("sgd", "adam", "adamw"), "sgd, adam or adamw"),
+            ("learning_rate", _finite(self.learning_rate) and self.learning_rate > 0, "> 0"),
+            ("warmup_epochs", _finite(self.warmup_epochs) and self.warmup_epochs >= 0, "≥ 0"),
+            ("weight_decay", _finite(self.weight_decay) and self.weight_decay >= 0, "≥ 0"),
+            ("label_smoothing", 0 <= self.label_smoothing < 1, "in [0, 1)"),
+            (
+                "augment_padding",
+                0 <= self.augment_padding < IMAGE_SIZE,
+                f"a shift in pixels from 0 to {IMAGE_SIZE - 1} (the images are {IMAGE_SIZE} wide)",
+            ),
+            ("mix", self.mix in mixing.MODES, f"one of {', '.join(mixing.MODES)}"),
+            ("mix_alpha", _finite(self.mix_alpha) and self.mix_alpha > 0, "> 0"),
+            ("mix_probability", 0 <= self.mix_probability <= 1, "in [0, 1]"),
             (
                 "max_train_per_class",
                 self.max_train_per_class is None or self.max_train_per_class >= 1,
+                "≥ 1",
             ),
+            ("seed", 0 <= self.seed <= MAX_SEED, f"an integer from 0 to {MAX_SEED:,}"),
         ]
-        for name, ok in checks:
+        for name, ok, allowed in checks:
             if not ok:
-                raise ValueError(f"invalid {name}: {getattr(self, name)!r}")
+                raise ValueError(
+                    f"invalid {name}: {getattr(self, name)!r} (must be {allowed}, and finite)"
+                    if name in _FLOAT_FIELDS
+                    else f"invalid {name}: {getattr(self, name)!r} (must be {allowed})"
+                )
+        parameters = backbone_parameters(self.levels, self.width)
+        if parameters > MAX_PARAMETERS:
+            raise ValueError(
+                f"invalid levels and width: {self.levels} at width {self.width} make a network "
+                f"of {parameters:,} parameters, more than the {MAX_PARAMETERS:,} the trainer builds"
+            )
+
+
+IMAGE_SIZE = 64
+"""Height and width of the images the trainer decodes (Tiny ImageNet's own size)."""
+
+MAX_LEVELS = 6
+"""At most this many ResNet levels: each halves the resolution, and 64 = 2⁶."""
+
+MAX_BLOCKS_PER_LEVEL = 64
+MAX_WIDTH = 4096
+MAX_EPOCHS = 100_000
+MAX_BATCH_SIZE = 65_536
+MAX_SEED = 2**32 - 1  # NumPy's seeds, which keras.utils.set_random_seed sets
+MAX_PARAMETERS = 1_000_000_000
+"""The largest network (without its classifier) the trainer builds; the full profile's has 6.8 M."""
+
+_FLOAT_FIELDS = {"learning_rate", "warmup_epochs", "weight_decay", "mix_alpha"}
+
+
+def _finite(value: float) -> bool:
+    return math.isfinite(value)
+
+
+def backbone_parameters(levels: tuple[int, ...], width: int) -> int:
+    """Parameters of :func:`dlnotes.models.build_resnet` without its classifier, by arithmetic.
+
+    Counted without building anything (a test compares it with Keras' count), so that a network
+    too large to build is refused before the run folder is touched. Batch normalisation counts
+    four values per channel (scale, offset, moving mean and variance), as Keras does.
+
+    Args:
+        levels: Identity bottlenecks per level.
+        width: Channels after the stem.
+
+    Returns:
+        The number of parameters up to the global pooling.
+    """
+
+    def unit(inputs: int, outputs: int, kernel: int) -> int:  # BN → ReLU → Conv, no bias
+        return 4 * inputs + kernel * kernel * inputs * outputs
+
+    def projection(inputs: int, outputs: int, inner: int) -> int:
+        shortcut = 4 * inputs + inputs * outputs + inputs * inner
+        return shortcut + unit(inner, inner, 3) + unit(inner, outputs, 1)
+
+    def bottleneck(channels: int) -> int:
+        inner = channels // 4
+        return unit(channels, inner, 1) + unit(inner, inner, 3) + unit(inner, channels, 1)
+
+    total = 27 * width + projection(width, width, width // 4)
+    channels = width
+    for repeats in levels:
+        total += repeats * bottleneck(channels) + projection(channels, 2 * channels, channels // 2)
+        channels *= 2
+    return total + 4 * channels  # the final batch normalisation
 
 
 PROFILE_DEFAULTS: dict[str, dict[str, Any]] = {

@@ -27,7 +27,7 @@ import numpy as np
 from dlnotes import data, models, runtime
 from dlnotes.data import decode_cache, device_data
 from dlnotes.runtime import paths, profiles, storage
-from dlnotes.training import callbacks, optimization
+from dlnotes.training import callbacks, manifest, optimization
 from dlnotes.training.config import DISTRIBUTE_CHOICES, TrainConfig, make_config
 
 if TYPE_CHECKING:
@@ -281,7 +281,7 @@ def check_run_folder(out_dir: Path, config: TrainConfig, files: DataFiles) -> No
     """
     saved = out_dir / "config.json"
     if saved.is_file():
-        previous = json.loads(saved.read_text())
+        previous = _read_record(saved)
         current = json.loads(json.dumps(asdict(config)))
         if previous != current:
             changed = sorted(k for k in current if previous.get(k) != current[k])
@@ -292,7 +292,7 @@ def check_run_folder(out_dir: Path, config: TrainConfig, files: DataFiles) -> No
     record = out_dir / "dataset.json"
     if not record.is_file():
         return
-    previous = json.loads(record.read_text())
+    previous = _read_record(record)
     hint = "use another --out-dir, or the run's data to resume"
     if previous.get("class_ids") != files.class_ids:
         before, now = previous.get("class_ids") or [], files.class_ids
@@ -310,6 +310,23 @@ def check_run_folder(out_dir: Path, config: TrainConfig, files: DataFiles) -> No
             f"{len(files.train_paths)} and {len(files.val_paths)} now, or files renamed, "
             f"relabelled or changed in size); {hint}"
         )
+
+
+def _read_record(path: Path) -> dict[str, Any]:
+    """Read one of the run folder's JSON records; a damaged one is an error naming it."""
+    try:
+        content = json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        raise manifest.RunFolderDamaged(
+            f"{path} is damaged ({error}); use another --out-dir (or delete {path.parent} to "
+            "train from the start)"
+        ) from error
+    if not isinstance(content, dict):
+        raise manifest.RunFolderDamaged(
+            f"{path} is damaged (not a JSON object); use another --out-dir (or delete "
+            f"{path.parent} to train from the start)"
+        )
+    return content
 
 
 def check_devices(out_dir: Path, replicas: int, global_batch: int) -> None:
@@ -330,7 +347,7 @@ def check_devices(out_dir: Path, replicas: int, global_batch: int) -> None:
     record = out_dir / "devices.json"
     if not record.is_file():
         return
-    previous = json.loads(record.read_text())
+    previous = _read_record(record)
     if previous.get("global_batch_size") != global_batch:
         raise ValueError(
             f"{out_dir} holds a run trained with a global batch of "
@@ -349,27 +366,31 @@ def _record_run(
     replicas: int,
     global_batch: int,
 ) -> None:
-    """Write the run's settings, devices and data, once (they are only checked afterwards)."""
-    if not (out_dir / "config.json").is_file():
-        storage.write_json(out_dir / "config.json", json.loads(json.dumps(asdict(config))))
-    if not (out_dir / "devices.json").is_file():
-        storage.write_json(
-            out_dir / "devices.json", {"replicas": replicas, "global_batch_size": global_batch}
-        )
-    record = out_dir / "dataset.json"
-    if not record.is_file() or "fingerprint" not in json.loads(record.read_text()):
-        storage.write_json(
-            record,
-            {
-                "mean": dataset.mean,
-                "std": dataset.std,
-                "class_ids": dataset.class_ids,
-                "fingerprint": dataset.fingerprint,
-                "train_images": len(dataset.train_images),
-                "val_images": len(dataset.val_images),
-                "data_dir": str(Path(root).resolve()),
-            },
-        )
+    """Write the run's settings, devices and data, then the manifest that lists them.
+
+    Once: a folder with a manifest holds them already (checked, never rewritten). Without one,
+    any of them left by a run killed before its manifest was written was checked to agree with
+    this command, and is written again with the same content.
+    """
+    if (out_dir / manifest.MANIFEST).is_file():
+        return
+    storage.write_json(out_dir / "config.json", json.loads(json.dumps(asdict(config))))
+    storage.write_json(
+        out_dir / "devices.json", {"replicas": replicas, "global_batch_size": global_batch}
+    )
+    storage.write_json(
+        out_dir / "dataset.json",
+        {
+            "mean": dataset.mean,
+            "std": dataset.std,
+            "class_ids": dataset.class_ids,
+            "fingerprint": dataset.fingerprint,
+            "train_images": len(dataset.train_images),
+            "val_images": len(dataset.val_images),
+            "data_dir": str(Path(root).resolve()),
+        },
+    )
+    manifest.record_manifest(out_dir)
 
 
 @contextlib.contextmanager
@@ -537,13 +558,17 @@ def run(args: argparse.Namespace, *, started: float | None = None) -> dict[str, 
         The metrics.
 
     Raises:
-        ValueError: For invalid settings or a run folder holding other settings.
+        ValueError: For invalid settings or backend, a run folder holding other settings or
+            damaged (:class:`dlnotes.training.manifest.RunFolderDamaged`), or a loss that became
+            NaN or infinite.
         FileNotFoundError: For a missing dataset.
         dlnotes.runtime.storage.FolderInUse: If another trainer is using ``--out-dir``.
         OSError: If the run folder cannot be written (e.g. a full disk), naming the path.
     """
     started = time.perf_counter() if started is None else started
+    # Every setting is checked before the run folder is created or read.
     config = make_config(args)
+    check_run_options(args)
     if args.dry_run:
         data_dir = args.data_dir if args.data_dir is not None else paths.data_dir()
         print(json.dumps({**asdict(config), "data_dir": str(data_dir)}, indent=2))
@@ -556,6 +581,51 @@ def run(args: argparse.Namespace, *, started: float | None = None) -> dict[str, 
         return _run_in_folder(args, config, out_dir, started)
 
 
+MAX_STEPS_PER_EXECUTION = 10_000
+MAX_DECODE_WORKERS = 1024
+MAX_LOGICAL_CPUS = 64
+
+
+def check_run_options(args: argparse.Namespace) -> None:
+    """Check the backend and the command's options that are not part of the run's settings.
+
+    Called before anything is created or written, with :meth:`TrainConfig.validate`.
+
+    Args:
+        args: From :func:`dlnotes.training.cli.parse_args` (missing attributes are defaults).
+
+    Raises:
+        ValueError: Naming the option and the value, or ``KERAS_BACKEND``.
+    """
+    backend = runtime.check_keras_backend(runtime.TRAINING_BACKENDS, purpose="training")
+    ranges = [
+        ("--steps-per-execution", "steps_per_execution", None, 1, MAX_STEPS_PER_EXECUTION),
+        ("--decode-workers", "decode_workers", None, 1, MAX_DECODE_WORKERS),
+        ("--logical-cpus", "logical_cpus", 0, 0, MAX_LOGICAL_CPUS),
+    ]
+    for option, name, default, low, high in ranges:
+        value = getattr(args, name, default)
+        if value is not None and not low <= value <= high:
+            raise ValueError(f"{option} must be an integer from {low} to {high:,}, got {value}")
+    if getattr(args, "logical_cpus", 0) and backend != "tensorflow":
+        raise ValueError(
+            f"--logical-cpus splits the CPU with TensorFlow: it needs KERAS_BACKEND=tensorflow, "
+            f"not {backend}"
+        )
+    distribute = getattr(args, "distribute", "none")
+    if distribute not in DISTRIBUTE_CHOICES:
+        raise ValueError(f"distribute must be one of {DISTRIBUTE_CHOICES}, got {distribute!r}")
+    if distribute != "none" and backend not in ("tensorflow", "jax"):
+        raise ValueError(
+            f"--distribute {distribute} needs the JAX or TensorFlow backend, not {backend}"
+        )
+    if getattr(args, "tfrecords", None) is not None and backend != "tensorflow":
+        raise ValueError(
+            f"--tfrecords reads shards with tf.data and needs KERAS_BACKEND=tensorflow, not "
+            f"{backend}"
+        )
+
+
 def _run_in_folder(
     args: argparse.Namespace, config: TrainConfig, out_dir: Path, started: float
 ) -> dict[str, Any]:
@@ -566,6 +636,11 @@ def _run_in_folder(
         else data.find_root(profiles.get_profile(config.data_profile))
     )
     files = dataset_files(root, config, tfrecords=getattr(args, "tfrecords", None))
+    # Finishes a committed backup that a kill interrupted (the one change before the checks);
+    # then the folder's files, settings and data are checked, and nothing is written into it
+    # before the models are built (see _record_run).
+    first_epoch = callbacks.resumed_epoch(out_dir / "backup")
+    manifest.check_run_folder_files(out_dir, finished=first_epoch)
     check_run_folder(out_dir, config, files)
     if args.logical_cpus:
         tf = runtime.import_quietly("tensorflow")
@@ -580,7 +655,7 @@ def _run_in_folder(
         print(f"compiled programs are cached in {compilation_cache}", flush=True)
     from dlnotes.data import device_data
 
-    workers = args.decode_workers or min(os.cpu_count() or 1, 32)
+    workers = args.decode_workers or min(os.cpu_count() or 1, 32)  # None: the default
     dataset = load_dataset(root, config, workers=workers, files=files)
     print(f"images ready in {dataset.decode_seconds:.1f} s ({dataset.decode_cache})", flush=True)
     num_classes = len(dataset.class_ids)
@@ -596,9 +671,6 @@ def _run_in_folder(
                 f"{len(dataset.train_images)} training images"
             )
         check_devices(out_dir, replicas, global_batch)
-        # the first write into the run folder
-        _record_run(out_dir, config, dataset, root, replicas=replicas, global_batch=global_batch)
-        first_epoch = callbacks.resumed_epoch(out_dir / "backup")
         steps_per_epoch = len(dataset.train_images) // global_batch
         steps_per_execution = args.steps_per_execution or (32 if capability is not None else 1)
         build_started = time.perf_counter()
@@ -614,6 +686,8 @@ def _run_in_folder(
             )
         build_seconds = time.perf_counter() - build_started
         train_batches = training_batches(config, dataset, global_batch, first_epoch=first_epoch)
+        # The first write into the run folder: everything above only read it.
+        _record_run(out_dir, config, dataset, root, replicas=replicas, global_batch=global_batch)
 
         def val_batches(mixing_inputs: bool = config.mix != "none") -> device_data.IndexBatches:
             return device_data.IndexBatches(
@@ -640,14 +714,22 @@ def _run_in_folder(
             global_batch, images_per_epoch=steps_per_epoch * global_batch, echo=True
         )
         fit_started = time.perf_counter()
+        run_callbacks = callbacks.training_callbacks(out_dir)
         try:
             built.train.fit(
                 train_batches,
                 epochs=config.epochs,
                 validation_data=val_batches(),
-                callbacks=[*callbacks.training_callbacks(out_dir), throughput],
+                callbacks=[*run_callbacks, throughput],
                 verbose=1 if sys.stdout.isatty() else 2,
             )
+        except callbacks.TrainingDiverged as error:  # nothing of the epoch was written
+            kept = error.epoch - 1
+            raise ValueError(
+                f"{error}. {out_dir} keeps the {kept} epoch(s) before it, but the same settings "
+                "would diverge again: train with other settings (e.g. a lower --learning-rate) "
+                "in another --out-dir"
+            ) from error
         except OSError as error:  # e.g. a full disk: every finished epoch stays resumable
             failure = OSError(
                 f"writing the run folder {out_dir} failed: {error.strerror or error}. Every "
@@ -655,6 +737,11 @@ def _run_in_folder(
             )
             failure.errno = error.errno
             raise failure from error
+        finally:  # fit leaves the log open when it is interrupted
+            for callback in run_callbacks:
+                log = getattr(callback, "csv_file", None)
+                if isinstance(callback, keras.callbacks.CSVLogger) and log is not None:
+                    log.close()
         fit_seconds = time.perf_counter() - fit_started
         evaluate_started = time.perf_counter()
         single = built.train.evaluate(val_batches(), verbose=0, return_dict=True)
@@ -744,7 +831,8 @@ def load_trained_model(out_dir: str | os.PathLike[str], *, weights: str = "best"
 
     Raises:
         FileNotFoundError: If the folder is not a finished run.
-        ValueError: For an unknown ``weights`` choice.
+        ValueError: For an unknown ``weights`` choice, or a file that differs from the run
+            folder's manifest (:class:`dlnotes.training.manifest.RunFolderDamaged`).
     """
 
     out_dir = Path(out_dir)
@@ -754,6 +842,8 @@ def load_trained_model(out_dir: str | os.PathLike[str], *, weights: str = "best"
     for needed in (out_dir / "config.json", out_dir / "dataset.json", files[weights]):
         if not needed.is_file():
             raise FileNotFoundError(f"not a finished training run: {needed} is missing")
+    used = ["config.json", "dataset.json", files[weights].relative_to(out_dir).as_posix()]
+    manifest.check_listed_files(out_dir, used)  # folders without a manifest are not checked
     config = json.loads((out_dir / "config.json").read_text())
     dataset = json.loads((out_dir / "dataset.json").read_text())
     backbone = models.build_resnet(
