@@ -88,6 +88,7 @@ def parse_hlo(text: str) -> tuple[dict[str, dict[str, Any]], dict[str, list[str]
                 "calls": re.findall(r"(?:calls|to_apply)=%?([\w.\-]+)", args),
                 "target": (re.findall(r'custom_call_target="([^"]+)"', args) or [""])[0],
                 "operands": re.findall(r"%([\w.\-]+)", args.split(")")[0]),
+                "index": int((re.findall(r"\bindex=(\d+)", args) or ["-1"])[0]),
             }
             if line.lstrip().startswith("ROOT") and opcode == "tuple":
                 root_operands = instructions[match.group("name")]["operands"]
@@ -122,11 +123,20 @@ def classify(
     )
 
     def producer(name: str) -> str:
-        while instructions.get(name, {}).get("opcode") in ("get-tuple-element", "bitcast", "copy"):
-            operands = instructions[name]["operands"]
-            if not operands:
+        """The instruction that computes ``name``, through tuples and pass-throughs."""
+        for _ in range(len(instructions)):
+            info = instructions.get(name, {})
+            operands = info.get("operands") or []
+            if info.get("opcode") in ("bitcast", "copy") and operands:
+                name = operands[0]
+            elif info.get("opcode") == "get-tuple-element" and operands:
+                source = instructions.get(operands[0], {})
+                if source.get("opcode") == "tuple" and 0 <= info["index"] < len(source["operands"]):
+                    name = source["operands"][info["index"]]
+                else:
+                    return operands[0]  # an element of a multi-output fusion
+            else:
                 break
-            name = operands[0]
         return name
 
     updates = {producer(root_operands[i]) for i in update_positions if i < len(root_operands)}
