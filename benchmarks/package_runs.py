@@ -5,7 +5,7 @@ Usage:
 
 ``benchmarks/results`` keeps everything that came back from the GPU machines (logs included).
 The pages read only each run's ``config.json``, ``metrics.json`` (absent for a run stopped before
-its end) and ``history.csv``, and the per-run JSON files of the scaling measurements: this script
+its end) and ``history.csv``, and the JSON files of the other measurements: this script
 copies exactly those into ``src/dlnotes/resources/recorded_runs/``, with the same folder names,
 and removes packaged files whose source is gone. :mod:`dlnotes.training.records` reads them from
 there, so an installed package, Google Colab and a machine without network read the same files as
@@ -25,7 +25,7 @@ REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
 PACKAGED = REPO / "src" / "dlnotes" / "resources" / "recorded_runs"
 RUN_FILES = ("config.json", "metrics.json", "history.csv")
-SCALING_FOLDERS = ("multi-gpu",)
+MEASUREMENT_FOLDERS = ("multi-gpu", "speed", "startup")
 
 
 def wanted_files(results: Path = RESULTS) -> list[Path]:
@@ -36,14 +36,14 @@ def wanted_files(results: Path = RESULTS) -> list[Path]:
 
     Returns:
         Every run file (see :data:`RUN_FILES`) of every folder holding a ``history.csv``, and
-        every ``*.json`` directly inside the scaling folders.
+        every ``*.json`` directly inside the measurement folders (:data:`MEASUREMENT_FOLDERS`).
     """
     files: set[Path] = set()
     for history in results.rglob("history.csv"):
         for name in RUN_FILES:
             if (history.parent / name).is_file():
                 files.add((history.parent / name).relative_to(results))
-    for folder in SCALING_FOLDERS:
+    for folder in MEASUREMENT_FOLDERS:
         files |= {path.relative_to(results) for path in (results / folder).glob("*.json")}
     return sorted(files)
 

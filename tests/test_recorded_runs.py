@@ -1,6 +1,6 @@
-"""The recorded full-profile runs in benchmarks/results agree with the code and with themselves.
+"""The recorded GPU runs in benchmarks/results agree with the code and with themselves.
 
-A change of the full profile's recipe makes the first test fail: record a new run (see
+A change of the full or fast profile's recipe makes the first test fail: record a new run (see
 benchmarks/results/README.md) before changing the defaults.
 """
 
@@ -17,7 +17,35 @@ import pytest
 from dlnotes import training
 
 RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
-RECORDED = ("full-profile", "full-profile-repro", "multi-gpu/full-1gpu", "multi-gpu/full-2gpu")
+CURRENT = {"full-profile": "full", "fast-profile": "fast"}
+"""The recorded runs of today's profiles: their settings must be the profiles' defaults."""
+PREVIOUS = (
+    "previous-full-profile-h100",
+    "previous-full-profile-h100-repro",
+    "multi-gpu/full-1gpu",
+    "multi-gpu/full-2gpu",
+)
+"""Runs of the full profile's previous recipe (until 2026-12-03), kept as they were recorded."""
+PREVIOUS_RECIPE = {
+    "profile": "full",
+    "epochs": 55,
+    "batch_size": 256,
+    "levels": [1, 2, 4, 2],
+    "width": 96,
+    "optimizer": "sgd",
+    "learning_rate": 0.4,
+    "warmup_epochs": 5.0,
+    "weight_decay": 5e-05,
+    "label_smoothing": 0.1,
+    "augment_padding": 4,
+    "mix": "cutmix",
+    "mix_alpha": 1.0,
+    "mix_probability": 0.5,
+    "test_time_flip": True,
+    "max_train_per_class": None,
+    "seed": 0,
+}
+RECORDED = (*CURRENT, *PREVIOUS)
 
 
 def _load(name: str) -> tuple[dict, dict, dict[str, list[float]]]:
@@ -27,11 +55,17 @@ def _load(name: str) -> tuple[dict, dict, dict[str, list[float]]]:
     return config, metrics, training.read_log(folder / "history.csv")
 
 
-@pytest.mark.parametrize("name", RECORDED)
-def test_recorded_config_is_the_current_full_profile(name: str) -> None:
+@pytest.mark.parametrize("name", CURRENT)
+def test_recorded_config_is_the_current_profile(name: str) -> None:
     config, _, _ = _load(name)
-    current = json.loads(json.dumps(asdict(training.TrainConfig.for_profile("full"))))
-    assert config == current, "the full profile changed: record a new run before changing it"
+    current = json.loads(json.dumps(asdict(training.TrainConfig.for_profile(CURRENT[name]))))
+    assert config == current, f"the {CURRENT[name]} profile changed: record a new run first"
+
+
+@pytest.mark.parametrize("name", PREVIOUS)
+def test_previous_runs_used_the_previous_recipe(name: str) -> None:
+    config, _, _ = _load(name)
+    assert config == PREVIOUS_RECIPE
 
 
 @pytest.mark.parametrize("name", RECORDED)
@@ -53,33 +87,64 @@ def test_recorded_metrics_agree_with_the_history(name: str) -> None:
 
 @pytest.mark.parametrize("name", RECORDED)
 def test_recorded_runs_name_their_machine_data_and_versions(name: str) -> None:
-    _, metrics, _ = _load(name)
-    assert "H100" in metrics["device"] and metrics["backend"] == "jax"
+    config, metrics, _ = _load(name)
+    card = "H100" if name in PREVIOUS else "H200"
+    assert card in metrics["device"] and metrics["backend"] == "jax"
     assert metrics["keras_version"] and metrics["backend_version"] and metrics["date"]
     assert (metrics["num_classes"], metrics["train_images"], metrics["val_images"]) == (
         200,
         100_000,
         10_000,
     )
-    assert metrics["profile"] == "full"
+    assert metrics["profile"] == config["profile"]
     assert metrics["replicas"] == (2 if name.endswith("2gpu") else 1)
-    assert metrics["global_batch_size"] == 256 * metrics["replicas"]
+    assert metrics["global_batch_size"] == config["batch_size"] * metrics["replicas"]
 
 
-def test_the_recorded_run_meets_the_goal_and_reproduces() -> None:
-    _, record, _ = _load("full-profile")
-    _, repeat, _ = _load("full-profile-repro")
+def test_the_fast_profile_reaches_60_percent_within_five_minutes() -> None:
+    _, fast, _ = _load("fast-profile")
+    assert fast["val_top1"] >= 0.60 and fast["wall_seconds"] <= 300
+    assert fast["decode_cache"] == "stored"  # a cold run: nothing decoded before
+
+
+def test_the_full_profile_is_the_best_recorded_within_ten_minutes() -> None:
+    _, full, _ = _load("full-profile")
+    assert full["wall_seconds"] <= 600 and full["decode_cache"] == "stored"
+    for name in (*PREVIOUS, "fast-profile"):
+        _, other, _ = _load(name)
+        assert full["val_top1"] > other["val_top1"], name
+    # The goal of 64 % was not reached (63.7 %); the book and README say so.
+    assert full["val_top1"] < 0.64
+
+
+def test_previous_runs_reproduce() -> None:
+    _, record, _ = _load("previous-full-profile-h100")
+    _, repeat, _ = _load("previous-full-profile-h100-repro")
     assert record["val_top1"] >= 0.60 and record["wall_seconds"] <= 600
-    assert repeat["wall_seconds"] <= 600
     assert abs(record["val_top1"] - repeat["val_top1"]) <= 0.01
 
 
-def test_the_multi_gpu_files_are_those_the_raw_results_give() -> None:
-    collector = Path(__file__).resolve().parents[1] / "benchmarks" / "multi_gpu.py"
+def test_a_rerun_reuses_the_decoded_images_and_the_compiled_programs() -> None:
+    startup = json.loads((RESULTS / "startup" / "summary.json").read_text())
+    warm, cold = startup["warm"], startup["cold"]
+    assert warm["decode_cache"] == "hit" and warm["decode_seconds"] <= 3
+    assert warm["first_epoch_extra_seconds"] <= 5 < cold["first_epoch_extra_seconds"]
+
+
+@pytest.mark.parametrize("script", ["multi_gpu.py", "speed_results.py"])
+def test_derived_measurements_are_those_the_raw_results_give(script: str) -> None:
+    collector = Path(__file__).resolve().parents[1] / "benchmarks" / script
     result = subprocess.run(
-        [sys.executable, str(collector), "--check"], capture_output=True, text=True, timeout=60
+        [sys.executable, str(collector), "--check"], capture_output=True, text=True, timeout=120
     )
     assert result.returncode == 0, result.stderr
+
+
+def test_the_trainer_is_ahead_of_its_pytorch_peers() -> None:
+    peers = json.loads((RESULTS / "speed" / "peers.json").read_text())
+    trainer, *others = peers["runs"]
+    assert trainer["relative_to_the_trainer"] == 1.0 and others
+    assert all(peer["images_per_second"] < trainer["images_per_second"] for peer in others)
 
 
 def test_two_gpus_keep_the_one_gpu_accuracy() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import shutil
 import subprocess
 import sys
@@ -20,8 +21,9 @@ def test_the_package_carries_the_recorded_runs() -> None:
     packaged = Path(str(records.recorded_runs()))
     assert packaged == REPO / "src" / "dlnotes" / "resources" / "recorded_runs"
     run = records.load_run("full-profile")
-    assert run.config["profile"] == "full" and run.metrics["epochs_completed"] == 55
-    assert len(run.history["val_accuracy"]) == 55
+    epochs = run.config["epochs"]
+    assert run.config["profile"] == "full" and run.metrics["epochs_completed"] == epochs
+    assert len(run.history["val_accuracy"]) == epochs
     assert run == records.load_run("full-profile", root=RESULTS)
     assert records.load_scaling() == records.load_scaling(root=RESULTS)
 
@@ -70,6 +72,15 @@ def test_a_run_folder_without_its_files_is_refused(tmp_path: Path) -> None:
         records.load_run("broken", root=tmp_path)
     with pytest.raises(ValueError, match=r"got '\.\./full-profile'"):
         records.load_run("../full-profile")
+
+
+def test_measurements_travel_with_the_package() -> None:
+    peers = records.load_measurement("speed/peers.json")
+    assert peers == json.loads((RESULTS / "speed" / "peers.json").read_text())
+    with pytest.raises(ValueError, match=r"got 'speed/trace\.json\.gz'"):
+        records.load_measurement("speed/trace.json.gz")
+    with pytest.raises(FileNotFoundError, match=r"no recorded measurement 'nowhere\.json'"):
+        records.load_measurement("nowhere.json")
 
 
 def test_a_run_stopped_before_its_end_loads_without_metrics() -> None:

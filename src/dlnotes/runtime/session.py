@@ -13,10 +13,14 @@ from dlnotes.runtime.environment import (
 )
 
 
-def describe() -> str:
+def describe(profile_line: str | None = None) -> str:
     """Prepare the runtime and describe it in one line.
 
     Silences framework logs, imports the Keras backend quietly and resolves the run profile.
+
+    Args:
+        profile_line: What to say about the profile instead of the resolved run profile (the
+            trainer names its recipe, e.g. ``"recipe fast (--profile fast)"``).
 
     Returns:
         A line such as ``dlnotes 0.1.0 · profile smoke (auto: no GPU is visible) · keras 3.15.1
@@ -29,9 +33,11 @@ def describe() -> str:
         with contextlib.suppress(ImportError):
             import_quietly(backend)
     keras = import_quietly("keras")
-    profile = profiles.get_profile()
+    if profile_line is None:
+        profile = profiles.get_profile()
+        profile_line = f"profile {profile.name} ({profile.reason})"
     return (
-        f"dlnotes {dlnotes.__version__} · profile {profile.name} ({profile.reason}) · "
+        f"dlnotes {dlnotes.__version__} · {profile_line} · "
         f"keras {keras.__version__} on {backend} · {device_description()}"
     )
 

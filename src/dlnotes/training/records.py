@@ -128,6 +128,32 @@ def load_scaling(
     return [json.loads(file.read_text()) for file in files]
 
 
+def load_measurement(name: str) -> dict[str, Any]:
+    """Read a JSON file of measurements that travels with the package.
+
+    Args:
+        name: Its path under ``benchmarks/results``, e.g. ``"speed/peers.json"`` (the files
+            ``benchmarks/speed_results.py`` and ``benchmarks/multi_gpu.py`` derive from the raw
+            logs).
+
+    Returns:
+        The file's content.
+
+    Raises:
+        ValueError: For a name that is not a relative path to a ``.json`` file.
+        FileNotFoundError: If the package holds no such file.
+    """
+    if not name.endswith(".json"):
+        raise ValueError(f"measurements are JSON files, got {name!r}")
+    path = _folder(name, None)
+    if not path.is_file():
+        raise FileNotFoundError(f"no recorded measurement {name!r} in {recorded_runs()}")
+    value = json.loads(path.read_text())
+    if not isinstance(value, dict):
+        raise ValueError(f"{name} holds {type(value).__name__}, not an object")
+    return value
+
+
 def scaling_table(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Each run with its speed-up over the one-GPU run of the same kind and per-device batch.
 

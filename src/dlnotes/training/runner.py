@@ -648,7 +648,7 @@ def _run_in_folder(
         tf.config.set_logical_device_configuration(
             cpu, [tf.config.LogicalDeviceConfiguration()] * args.logical_cpus
         )
-    print(runtime.describe(), flush=True)
+    print(runtime.describe(f"recipe {config.profile}"), flush=True)
     keras = runtime.import_quietly("keras")
     compilation_cache = runtime.enable_compilation_cache()
     if compilation_cache is not None:
