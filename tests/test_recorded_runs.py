@@ -152,3 +152,22 @@ def test_two_gpus_keep_the_one_gpu_accuracy() -> None:
     _, two, _ = _load("multi-gpu/full-2gpu")
     assert abs(two["val_top1"] - one["val_top1"]) <= 0.01
     assert two["wall_seconds"] < one["wall_seconds"]
+
+
+def test_readme_quotes_the_recorded_runs() -> None:
+    readme = (RESULTS.parents[1] / "README.md").read_text()
+    for name in ("fast-profile", "full-profile"):
+        _, metrics, _ = _load(name)
+        row = next(line for line in readme.splitlines() if line.startswith(f"| `{name}` |"))
+        for key in ("val_top1", "val_top1_single_view", "val_top5"):
+            assert f"{100 * metrics[key]:.2f} %" in row, (name, key)
+        assert f"**{metrics['wall_seconds']:.0f} s**" in row, name
+    peers = json.loads((RESULTS / "speed" / "peers.json").read_text())["runs"]
+    for peer in peers:
+        assert f"{peer['images_per_second']:,.0f}" in readme, peer["mode"]
+    startup = json.loads((RESULTS / "startup" / "summary.json").read_text())
+    assert (
+        f"images ready in {startup['warm']['decode_seconds']:.1f} s instead of "
+        f"{startup['cold']['decode_seconds']:.1f} s" in readme
+    )
+    assert f"{startup['warm']['first_epoch_extra_seconds']:.1f} s longer" in readme
