@@ -65,10 +65,12 @@ def cache_folder() -> Path | None:
     return Path(configured).expanduser() if configured else paths.cache_dir() / "decoded"
 
 
-def _entry(folder: Path, key: str, image_size: int) -> Path:
+def _entry(folder: Path | None, key: str, image_size: int) -> Path | None:
+    """The entry's folder in ``folder`` (default: :func:`cache_folder`), None when off."""
     if not key or not all(c in "0123456789abcdef" for c in key):
         raise ValueError(f"a cache key is a hexadecimal digest, got {key!r}")
-    return folder / f"v{_FORMAT}-{image_size}px-{key[:32]}"
+    folder = cache_folder() if folder is None else folder
+    return None if folder is None else folder / f"v{_FORMAT}-{image_size}px-{key[:32]}"
 
 
 def load(
@@ -89,10 +91,9 @@ def load(
     Raises:
         ValueError: For a key that is not a hexadecimal digest.
     """
-    folder = cache_folder() if folder is None else folder
-    if folder is None:
-        return None
     entry = _entry(folder, key, image_size)
+    if entry is None:
+        return None
     try:
         stats = json.loads((entry / "stats.json").read_text())
         train = np.load(entry / "train.npy", allow_pickle=False)
@@ -128,14 +129,13 @@ def store(
     Raises:
         ValueError: For a key that is not a hexadecimal digest.
     """
-    folder = cache_folder() if folder is None else folder
-    if folder is None:
-        return None
     entry = _entry(folder, key, image_size)
+    if entry is None:
+        return None
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        storage.remove_abandoned(folder, ".staging-*")
-        with storage.staging_folder(folder, ".staging-") as staging:
+        entry.parent.mkdir(parents=True, exist_ok=True)
+        storage.remove_abandoned(entry.parent, ".staging-*")
+        with storage.staging_folder(entry.parent, ".staging-") as staging:
             np.save(staging / "train.npy", decoded.train_images, allow_pickle=False)
             np.save(staging / "val.npy", decoded.val_images, allow_pickle=False)
             storage.write_json(staging / "stats.json", {"mean": decoded.mean, "std": decoded.std})
@@ -144,7 +144,7 @@ def store(
             staging.rename(entry)
     except OSError:
         return None
-    _evict(folder)
+    _evict(entry.parent)
     return entry
 
 
