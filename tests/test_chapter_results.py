@@ -34,7 +34,7 @@ def _percent(text: str, label: str) -> float:
 
 
 def test_the_training_chapter_learns_far_above_chance(executed_notebooks: dict[str, Path]) -> None:
-    text = _printed(executed_notebooks["10_training.ipynb"])
+    text = _printed(executed_notebooks["11_training.ipynb"])
     metrics = json.loads(next(line for line in text.splitlines() if line.startswith('{"val_top1"')))
     assert metrics["profile"] == "smoke" and metrics["epochs_completed"] > 0
     chance = 1 / metrics["num_classes"]
@@ -45,7 +45,7 @@ def test_the_training_chapter_learns_far_above_chance(executed_notebooks: dict[s
 
 
 def test_transfer_learning_beats_training_from_scratch(executed_notebooks: dict[str, Path]) -> None:
-    text = _printed(executed_notebooks["11_transfer_learning.ipynb"])
+    text = _printed(executed_notebooks["12_transfer_learning.ipynb"])
     assert "backbone weights: random initialisation" not in text
     tuned = _percent(text, "final validation accuracy, pretrained backbone, fine-tuned:")
     probe = _percent(text, "final validation accuracy, linear probe on pretrained features:")
@@ -57,5 +57,5 @@ def test_transfer_learning_beats_training_from_scratch(executed_notebooks: dict[
 def test_pseudo_labels_restricted_to_the_dataset_are_mostly_right(
     executed_notebooks: dict[str, Path],
 ) -> None:
-    text = _printed(executed_notebooks["08_pseudo_labelling.ipynb"])
+    text = _printed(executed_notebooks["13_pseudo_labelling.ipynb"])
     assert _percent(text, "restricted to our classes, right:") > 0.6
