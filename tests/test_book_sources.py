@@ -61,6 +61,14 @@ def test_bibliography_is_configured_and_every_citation_resolves() -> None:
             cited |= {key.strip() for key in role.split(",")}
     assert cited, "no chapter cites anything"
     assert cited <= keys, f"cited but not in {bibfiles}: {sorted(cited - keys)}"
+    assert keys <= cited, f"in {bibfiles} but cited nowhere: {sorted(keys - cited)}"
+
+
+def test_every_chapter_cites_and_ends_with_further_reading() -> None:
+    for chapter in CHAPTERS:
+        text = chapter.read_text()
+        assert re.search(r"\{cite(?::[pt])?\}`", text), f"{chapter.name} cites nothing"
+        assert "\n## Further reading\n" in text, f"{chapter.name} has no further reading"
 
 
 def test_toc_has_the_book_parts_in_order() -> None:
