@@ -52,6 +52,18 @@ def test_transfer_learning_beats_training_from_scratch(executed_notebooks: dict[
     scratch = _percent(text, "final validation accuracy, same network trained from scratch:")
     assert tuned > 0.6 and probe > 0.6
     assert tuned > scratch + 0.3
+    # The scratch baseline is evaluated with fresh batch-norm statistics: it has learned something
+    # (not the exact chance level that stale moving averages give), and statistics from a subset
+    # of the training images agree with those from all of them.
+    assert scratch > 0.15, scratch
+    subset, everything = map(
+        float,
+        re.search(
+            r"statistics from \d+ training images: ([\d.]+)%; from all \d+: ([\d.]+)%", text
+        ).groups(),  # type: ignore[union-attr]
+    )
+    assert abs(subset - everything) < 6, (subset, everything)
+    assert "fine-tuned vs linear probe:" in text and "z = " in text  # the paired test is printed
 
 
 def test_pseudo_labels_restricted_to_the_dataset_are_mostly_right(
