@@ -32,6 +32,10 @@ from dlnotes.training.config import (
     TrainConfig,
     make_config,
 )
+from dlnotes.training.lr_range import (
+    RangeTest,
+    learning_rate_range_test,
+)
 from dlnotes.training.optimization import (
     PEAK_FLOPS,
     compile_classifier,
@@ -74,6 +78,7 @@ __all__ = [
     "DataFiles",
     "Dataset",
     "FreeSpaceCheck",
+    "RangeTest",
     "RunBackup",
     "SanityReport",
     "Throughput",
@@ -85,6 +90,7 @@ __all__ = [
     "dataset_files",
     "distribution",
     "initial_sanity",
+    "learning_rate_range_test",
     "learning_rate_schedule",
     "learning_rates",
     "load_dataset",
