@@ -364,6 +364,40 @@ class RecalibratedValidation(keras.callbacks.Callback):  # type: ignore[misc]
             logs.update({f"val_{name}": float(value) for name, value in results.items()})
 
 
+def split_at(model: Any, backbone: Any, layer: str) -> tuple[Any, Any]:
+    """Split a model of :func:`build_transfer_model` at a layer of its backbone.
+
+    Args:
+        model: The transfer model (uint8 images → logits).
+        backbone: Its backbone.
+        layer: Name of a backbone layer, e.g. ``"block_13_expand_relu"``.
+
+    Returns:
+        ``(lower, upper)``: ``lower`` maps uint8 images to that layer's output (resizing and
+        scaling as the model does, augmentation inactive at inference); ``upper`` maps the layer's
+        output to the logits (the rest of the backbone, pooling, dropout and the head). In
+        inference mode, ``upper(lower(x))`` equals ``model(x)``. Both share the model's weights.
+
+    Raises:
+        ValueError: For a layer name the backbone does not have.
+    """
+    names = [candidate.name for candidate in backbone.layers]
+    if layer not in names:
+        raise ValueError(f"no layer named {layer!r} in {backbone.name}")
+    inner_lower = keras.Model(backbone.input, backbone.get_layer(layer).output)
+    inner_upper = keras.Model(backbone.get_layer(layer).output, backbone.output)
+    x = model.input
+    for name in ("resize", "random_flip", "random_rotation", "to_minus_one_one"):
+        x = model.get_layer(name)(x)
+    lower = keras.Model(model.input, inner_lower(x), name=f"up_to_{layer}")
+    features = keras.Input(inner_lower.output.shape[1:], name=f"{layer}_output")
+    y = inner_upper(features)
+    for name in ("pool", "dropout", "logits"):
+        y = model.get_layer(name)(y)
+    upper = keras.Model(features, y, name=f"from_{layer}")
+    return lower, upper
+
+
 def trainable_parameters(model: Any) -> int:
     """Number of trainable scalars of a model."""
     return int(sum(int(keras.ops.size(w)) for w in model.trainable_weights))
