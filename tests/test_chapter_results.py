@@ -71,3 +71,43 @@ def test_pseudo_labels_restricted_to_the_dataset_are_mostly_right(
 ) -> None:
     text = _printed(executed_notebooks["13_pseudo_labelling.ipynb"])
     assert _percent(text, "restricted to our classes, right:") > 0.6
+
+
+CHECKS_PRINTED_TRUE = {
+    "02_linear_classifiers.ipynb": [
+        "mean within 4 standard errors of x: True",
+        "variance within 4 standard errors of r/(1 − r)·x²: True",
+        "at inference the output is the input: True",
+    ],
+    "03_computational_graphs.ipynb": [
+        "forward mode's cost grows more with n than reverse mode's: True",
+    ],
+    "08_residual_backprop.ipynb": [
+        "He keeps every stack's gradient within a factor 10 of its output size: True",
+    ],
+    "11_training.ipynb": [
+        "within the safe range (3 to 50 times below): True",
+        "→ agree: True",
+    ],
+    "12_transfer_learning.ipynb": [
+        "→ agree: True",
+        "; on average: True",
+    ],
+}
+
+
+@pytest.mark.parametrize("notebook", sorted(CHECKS_PRINTED_TRUE))
+def test_the_checks_the_prose_relies_on_hold(
+    executed_notebooks: dict[str, Path], notebook: str
+) -> None:
+    # Each of these lines is a claim of the chapter's prose, checked on the page.
+    text = _printed(executed_notebooks[notebook])
+    for check in CHECKS_PRINTED_TRUE[notebook]:
+        assert check in text, f"{notebook}: {check!r} not printed"
+    assert "FAILED" not in text  # gradcheck.check_gradient prints FAILED before it raises
+
+
+def test_the_calibration_bins_give_back_the_accuracy(executed_notebooks: dict[str, Path]) -> None:
+    text = _printed(executed_notebooks["13_pseudo_labelling.ipynb"])
+    bins, direct = re.search(r"from the bins ([\d.]+)%, directly ([\d.]+)%", text).groups()  # type: ignore[union-attr]
+    assert bins == direct
