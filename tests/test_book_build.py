@@ -106,7 +106,7 @@ def test_bibliography_lists_the_cited_works(built_book: Path) -> None:
     entries = (REPO / "references.bib").read_text().count("\n@")
     assert text.count('<div class="citation"') == entries  # the page lists every entry (:all:)
     assert "deep residual learning for image recognition" in text.lower()
-    chapter = (built_book / "chapters" / "08b_batch_normalisation.html").read_text()
+    chapter = (built_book / "chapters" / "07_batch_normalisation.html").read_text()
     assert 'href="../bibliography.html#' in chapter, "citations do not link the bibliography"
 
 

@@ -61,14 +61,37 @@ def test_bibliography_is_configured_and_every_citation_resolves() -> None:
             cited |= {key.strip() for key in role.split(",")}
     assert cited, "no chapter cites anything"
     assert cited <= keys, f"cited but not in {bibfiles}: {sorted(cited - keys)}"
+    assert keys <= cited, f"in {bibfiles} but cited nowhere: {sorted(keys - cited)}"
+
+
+def test_every_chapter_cites_and_ends_with_further_reading() -> None:
+    for chapter in CHAPTERS:
+        text = chapter.read_text()
+        assert re.search(r"\{cite(?::[pt])?\}`", text), f"{chapter.name} cites nothing"
+        assert "\n## Further reading\n" in text, f"{chapter.name} has no further reading"
 
 
 def test_toc_has_the_book_parts_in_order() -> None:
     toc = yaml.safe_load((REPO / "_toc.yml").read_text())
     captions = [part["caption"] for part in toc["parts"]]
-    order = ["Foundations", "Theory", "Data", "Models and training", "References"]
+    order = [
+        "Foundations",
+        "Theory",
+        "Data",
+        "Models and training",
+        "Pretrained networks",
+        "References",
+    ]
     assert captions == [c for c in order if c in captions]
     assert all(part["chapters"] for part in toc["parts"])
+
+
+def test_chapters_are_numbered_in_reading_order() -> None:
+    # Files are named NN_name, numbered 01, 02, … without gaps or suffixes, in the order of the
+    # table of contents, so that a file name, its notebook and its place in the book agree.
+    numbers = [int(re.fullmatch(r"(\d\d)_[a-z0-9_]+", c.stem).group(1)) for c in CHAPTERS]
+    assert numbers == list(range(1, len(CHAPTERS) + 1)), [c.stem for c in CHAPTERS]
+    assert _toc_files() == [f"chapters/{c.stem}" for c in CHAPTERS]
 
 
 @pytest.mark.parametrize("chapter", CHAPTERS, ids=lambda p: p.stem)

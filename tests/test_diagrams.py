@@ -133,3 +133,20 @@ def test_draw_network_shows_every_block() -> None:
     plt.close(fig)
     with pytest.raises(ValueError, match="at least one block"):
         diagrams.draw_network([])
+
+
+def test_batch_norm_circuit_backpropagates_the_closed_form_gradient() -> None:
+    from dlnotes.theory import batchnorm
+
+    circuit = diagrams.batch_norm_circuit([0.5, -2.0], [1.3, 0.4], eps=1e-2)
+    gradients = circuit.backward()
+    closed = batchnorm.batch_norm_grads(
+        np.array([[0.5], [-2.0]]), np.ones(1), np.zeros(1), np.array([[1.3], [0.4]]), eps=1e-2
+    )[0]
+    np.testing.assert_allclose([gradients["x₁"], gradients["x₂"]], closed.ravel(), rtol=1e-10)
+    assert circuit.rows["x₁"] == 0 and circuit.rows["x₂"] == 4  # drawn as two symmetric chains
+    assert circuit.columns()["ε"] == circuit.columns()["v + ε"] - 1  # a constant beside its gate
+    fig = diagrams.draw_circuit(circuit)
+    assert fig.axes
+    with pytest.raises(ValueError, match="got 3 and 2"):
+        diagrams.batch_norm_circuit([1.0, 2.0, 3.0], [1.0, 1.0])

@@ -168,3 +168,47 @@ def test_two_layer_network_gradients_match_numerical() -> None:
         assert (
             gradcheck.relative_error(gradients[name], gradcheck.numerical_gradient(f, value)) < 1e-6
         )
+
+
+@pytest.mark.parametrize("node_class", [graph.Subtract, graph.Divide])
+def test_subtract_and_divide_backward_match_numerical_gradients(node_class) -> None:
+    rng = np.random.default_rng(3)
+    a, b = rng.normal(size=(3, 2)), rng.uniform(1.0, 2.0, size=(2,))  # b broadcasts over rows
+    upstream = rng.normal(size=(3, 2))
+    node = node_class()
+    node.forward(a, b)
+    da, db = node.backward(upstream)
+
+    def error(x, y):
+        return float(np.sum(node_class().forward(x, y) * upstream))
+
+    np.testing.assert_allclose(
+        da, gradcheck.numerical_gradient(lambda t: error(t, b), a), rtol=1e-6
+    )
+    np.testing.assert_allclose(
+        db, gradcheck.numerical_gradient(lambda t: error(a, t), b), rtol=1e-6
+    )
+
+
+def test_sqrt_backward_and_domain() -> None:
+    node = graph.Sqrt()
+    x = np.array([0.25, 4.0])
+    np.testing.assert_allclose(node.forward(x), [0.5, 2.0])
+    np.testing.assert_allclose(node.backward(np.ones(2))[0], [1.0, 0.25])
+    with pytest.raises(ValueError, match="positive inputs"):
+        graph.Sqrt().forward(np.array([0.0]))
+    with pytest.raises(ValueError, match="denominator has a zero"):
+        graph.Divide().forward(1.0, np.array([0.0]))
+
+
+def test_mean_and_square_backward() -> None:
+    mean = graph.Mean()
+    np.testing.assert_allclose(mean.forward(np.array([1.0, 2.0]), np.array([3.0, 6.0])), [2.0, 4.0])
+    shares = mean.backward(np.array([3.0, -3.0]))
+    assert len(shares) == 2
+    np.testing.assert_allclose(shares[0], [1.5, -1.5])
+    square = graph.Square()
+    square.forward(np.array([-2.0, 3.0]))
+    np.testing.assert_allclose(square.backward(np.ones(2))[0], [-4.0, 6.0])
+    with pytest.raises(ValueError, match="at least one input"):
+        graph.Mean().forward()

@@ -92,3 +92,61 @@ def test_condition_number_and_rate() -> None:
         optim.condition_number(np.diag([1.0, -1.0]))
     with pytest.raises(ValueError, match="square"):
         optim.condition_number(np.zeros((2, 3)))
+
+
+def test_momentum_without_momentum_is_gradient_descent() -> None:
+    A, b, start = np.diag([4.0, 1.0]), np.array([1.0, -1.0]), np.array([2.0, 3.0])
+    np.testing.assert_allclose(
+        optim.momentum_descent(A, b, start, step=0.1, momentum=0.0, iterations=20),
+        optim.quadratic_descent(A, b, start, step=0.1, iterations=20),
+    )
+
+
+def test_heavy_ball_with_its_best_settings_converges_at_its_rate() -> None:
+    A = np.diag([100.0, 1.0])
+    step, momentum, rate = optim.heavy_ball_parameters(A)
+    assert step == pytest.approx(4 / 11**2) and rate == pytest.approx(9 / 11)
+    assert momentum == pytest.approx(rate**2)
+    path = optim.momentum_descent(
+        A, np.zeros(2), [0.01, 1.0], step=step, momentum=momentum, iterations=400
+    )
+    norms = np.linalg.norm(path, axis=1)
+    measured = (norms[400] / norms[200]) ** (1 / 200)
+    assert measured == pytest.approx(rate, rel=0.02)  # ρᵏ up to a factor linear in k
+
+
+def test_adam_takes_sign_steps_first_and_reaches_the_minimum_area() -> None:
+    A, b = np.diag([100.0, 0.01]), np.zeros(2)
+    path = optim.adam_descent(A, b, [1.0, -1.0], step=0.1, iterations=1)
+    # The first step is α·sign(g) whatever the curvature: m/√v = g/|g| after one update.
+    # (ε is compared with √v = √(1 − β₂)·|g|, so for |g| = 0.01 it costs 3e-4 of the step.)
+    np.testing.assert_allclose(path[1] - path[0], [-0.1, 0.1], rtol=1e-3)
+    far = optim.adam_descent(A, b, [1.0, -1.0], step=0.01, iterations=3000)
+    assert np.abs(far[-1]).max() < 0.05
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (
+            lambda: optim.momentum_descent(np.eye(2), np.zeros(2), [1, 1], step=0, momentum=0.5),
+            "step must be positive, got 0",
+        ),
+        (
+            lambda: optim.momentum_descent(np.eye(2), np.zeros(2), [1, 1], step=1, momentum=1.0),
+            r"momentum must be in \[0, 1\), got 1.0",
+        ),
+        (
+            lambda: optim.adam_descent(np.eye(2), np.zeros(2), [1, 1], step=0.1, beta_2=1.0),
+            r"beta_2 must be in \[0, 1\), got 1.0",
+        ),
+        (
+            lambda: optim.adam_descent(np.eye(2), np.zeros(2), [1], step=0.1),
+            r"h0 must have shape \(2,\), got \(1,\)",
+        ),
+        (lambda: optim.heavy_ball_parameters(np.diag([1.0, -1.0])), "positive definite"),
+    ],
+)
+def test_first_order_methods_reject_bad_arguments(call, message) -> None:
+    with pytest.raises(ValueError, match=message):
+        call()

@@ -73,3 +73,27 @@ def test_plot_runs_draws_train_dashed_and_validation_solid() -> None:
         plotting.plot_runs(runs, ["top5"])
     with pytest.raises(ValueError, match="need at least one run and one metric"):
         plotting.plot_runs({}, ["loss"])
+
+
+def test_confusion_matrix_plot_shows_counts_and_names() -> None:
+    from dlnotes.theory import evaluation
+
+    matrix = evaluation.confusion_matrix(np.array([0, 0, 1, 2]), np.array([0, 1, 1, 1]), 3)
+    fig = plotting.plot_confusion_matrix(matrix, ["cat", "dog", "fox"], title="t")
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["cat", "dog", "fox"]
+    assert sorted(t.get_text() for t in ax.texts) == ["1", "1", "1", "1"]
+    with pytest.raises(ValueError, match="got 2 names for 3 classes"):
+        plotting.plot_confusion_matrix(matrix, ["cat", "dog"])
+    plt.close("all")
+
+
+def test_reliability_plot_has_a_bar_per_filled_bin() -> None:
+    from dlnotes.theory import evaluation
+
+    result = evaluation.reliability(np.array([0.15, 0.82, 0.85]), np.array([0, 1, 0], bool), 10)
+    fig = plotting.plot_reliability(result)
+    top, bottom = fig.axes
+    assert len(top.patches) == 2 and len(bottom.patches) == 10
+    assert "0.273" in top.get_title()  # the ECE: (0.15 + 2·|0.5 − 0.835|) / 3
+    plt.close("all")

@@ -174,6 +174,18 @@ def test_sanity_checks_and_throughput_on_a_tiny_model() -> None:
     assert math.isnan(training.Throughput(8).steady_rate)
 
 
+def test_overfit_one_batch_stops_once_the_batch_is_memorised() -> None:
+    keras.utils.set_random_seed(0)
+    images = np.random.default_rng(0).normal(size=(16, 8, 8, 3)).astype("float32")
+    labels = np.arange(16) % 4
+    model = models.build_resnet(4, (1,), 8, input_shape=(8, 8, 3))
+    training.compile_classifier(model, training.make_optimizer("adam", 3e-3))
+    assert training.overfit_one_batch(model, images, labels, steps=500) == 1.0
+    assert 1 <= int(model.optimizer.iterations) < 500  # stopped early, at 100 %
+    with pytest.raises(ValueError, match="steps must be at least 1, got 0"):
+        training.overfit_one_batch(model, images, labels, steps=0)
+
+
 def test_initial_sanity_uses_batch_statistics_and_changes_nothing() -> None:
     keras.utils.set_random_seed(1)
     images = np.random.default_rng(1).uniform(0, 255, (64, 16, 16, 3)).astype("float32")

@@ -136,3 +136,54 @@ def test_scratch_model_trains_every_layer_with_batch_statistics() -> None:
     assert not np.array_equal(np.array(bn.moving_mean), before)  # training mode: statistics move
     with pytest.raises(ValueError, match="at least 2, got 1"):
         transfer.build_scratch_model(1)
+
+
+def test_batch_norm_momentum_reaches_nested_layers() -> None:
+    model = transfer.build_scratch_model(3, image_size=32, input_size=32, alpha=0.35, seed=0)
+    layers = transfer.batch_norm_layers(model)
+    assert layers and {layer.momentum for layer in layers} == {0.999}  # keras.applications'
+    assert transfer.set_batch_norm_momentum(model, 0.9) == len(layers)
+    assert {layer.momentum for layer in layers} == {0.9}
+    with pytest.raises(ValueError, match=r"momentum must be in \[0, 1\), got 1.0"):
+        transfer.set_batch_norm_momentum(model, 1.0)
+
+
+def test_recalibrated_statistics_are_the_average_of_the_batch_statistics() -> None:
+    inputs = keras.Input((4,))
+    frozen = keras.layers.BatchNormalization(name="frozen")
+    model = keras.Model(inputs, keras.layers.BatchNormalization(name="free")(frozen(inputs)))
+    frozen.trainable = False
+    model.get_layer("free").momentum = 0.99
+    data = np.random.default_rng(0).normal(3.0, 2.0, size=(60, 4)).astype("float32")
+    assert transfer.recalibrate_batch_norm(model, data, batch_size=20) == 1
+    free = model.get_layer("free")
+    batches = data.reshape(3, 20, 4) / np.sqrt(1 + frozen.epsilon)  # the frozen layer: x/√(1+ε)
+    np.testing.assert_allclose(free.moving_mean, batches.mean(axis=1).mean(axis=0), rtol=1e-5)
+    np.testing.assert_allclose(free.moving_variance, batches.var(axis=1).mean(axis=0), rtol=1e-4)
+    assert free.momentum == 0.99  # restored
+    np.testing.assert_array_equal(frozen.moving_mean, np.zeros(4))  # untouched
+    with pytest.raises(ValueError, match="batch_size must be at least 2, got 1"):
+        transfer.recalibrate_batch_norm(model, data, batch_size=1)
+    with pytest.raises(ValueError, match="one batch of 100 images, got 60"):
+        transfer.recalibrate_batch_norm(model, data, batch_size=100)
+
+
+def test_recalibrated_validation_logs_metrics_with_fresh_statistics() -> None:
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((4,))
+    dense = keras.layers.Dense(8)(inputs)
+    hidden = keras.layers.BatchNormalization(momentum=0.999, name="bn")(dense)
+    model = keras.Model(inputs, keras.layers.Dense(3)(hidden))
+    training.compile_classifier(model, training.make_optimizer("adam", 1e-2))
+    data = np.random.default_rng(0).normal(5.0, 3.0, size=(48, 4)).astype("float32")
+    labels = np.arange(48) % 3
+    callback = transfer.RecalibratedValidation(data, (data[:12], labels[:12]), batch_size=8)
+    history = model.fit(data, labels, epochs=2, batch_size=8, verbose=0, callbacks=[callback])
+    assert len(history.history["val_accuracy"]) == 2 and "val_loss" in history.history
+    bn = model.get_layer("bn")
+    logged = np.array(bn.moving_mean)
+    assert not np.allclose(logged, 0.0, atol=0.5)  # momentum 0.999 alone would stay near 0
+    transfer.recalibrate_batch_norm(model, data, batch_size=8)  # the same data, no randomness
+    np.testing.assert_allclose(np.array(bn.moving_mean), logged, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="got batch size 100 and 48 images"):
+        transfer.RecalibratedValidation(data, (data, labels), batch_size=100)

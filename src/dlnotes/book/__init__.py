@@ -12,7 +12,9 @@ Used as a Sphinx extension (``dlnotes.book`` in ``_config.yml``), this module
 * puts an "Open in Colab" link at the top of every chapter page that has a paired notebook, and
 * serves MathJax from the built site, so the math renders without internet access. The MathJax 3
   bundle comes from the ``sphinx-mathjax-offline`` distribution, whose own extension cannot be
-  imported (its package folder name contains hyphens); we only reuse its files.
+  imported (its package folder name contains hyphens); we only reuse its files;
+* registers the bibliography style ``dlnotes_author_year`` (:mod:`dlnotes.book.citations`):
+  author–year labels on the bibliography page, like the citations in the text.
 """
 
 from __future__ import annotations
@@ -95,7 +97,7 @@ def _copy_mathjax(app: Any, exception: BaseException | None) -> None:
 
 
 def setup(app: Any) -> dict[str, Any]:
-    """Register the "Open in Colab" link and the offline MathJax with Sphinx.
+    """Register the "Open in Colab" link, the offline MathJax and the bibliography style.
 
     Args:
         app: The Sphinx application.
@@ -104,6 +106,9 @@ def setup(app: Any) -> dict[str, Any]:
         Extension metadata.
     """
     mathjax_bundle_dir()  # fail early, with a clear message, when the bundle is missing
+    from dlnotes.book import citations
+
+    citations.register()
     app.connect("config-inited", _use_local_mathjax)
     app.connect("html-page-context", _add_colab_link)
     app.connect("build-finished", _copy_mathjax)

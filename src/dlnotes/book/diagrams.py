@@ -28,7 +28,17 @@ from matplotlib.patches import Circle, FancyArrowPatch, FancyBboxPatch
 from dlnotes import models
 from dlnotes.theory import graph
 
-GATE_LABELS = {"add": "+", "multiply": "×", "max": "max", "sigmoid": "σ"}
+GATE_LABELS = {
+    "add": "+",
+    "subtract": "−",
+    "multiply": "×",
+    "divide": "÷",
+    "max": "max",
+    "sigmoid": "σ",
+    "sqrt": "√",
+    "square": "x²",
+    "mean": "mean",
+}
 VALUE_COLOUR = "#1b7837"
 GRADIENT_COLOUR = "#b2182b"
 
@@ -55,6 +65,7 @@ class Circuit:
         self.gradients: dict[str, float] = {}
         self.edge_gradients: dict[tuple[str, str, int], float] = {}
         self.output: str | None = None
+        self.rows: dict[str, float] = {}
 
     def _new_name(self, name: str) -> str:
         if not isinstance(name, str) or not name:
@@ -63,12 +74,13 @@ class Circuit:
             raise ValueError(f"the circuit already has a value named {name!r}")
         return name
 
-    def input(self, name: str, value: float) -> str:
+    def input(self, name: str, value: float, *, row: float | None = None) -> str:
         """Add an input (a leaf) and return its name.
 
         Args:
             name: A new, unique name.
             value: Its value.
+            row: Where to draw it, in rows from the top (default: inputs stacked in order).
 
         Returns:
             ``name``, to pass to :meth:`apply`.
@@ -77,10 +89,17 @@ class Circuit:
             ValueError: For a duplicate or empty name.
         """
         self.values[self._new_name(name)] = float(value)
+        if row is not None:
+            self.rows[name] = float(row)
         return name
 
     def apply(
-        self, name: str, node: graph.Node[...], *inputs: str, label: str | None = None
+        self,
+        name: str,
+        node: graph.Node[...],
+        *inputs: str,
+        label: str | None = None,
+        row: float | None = None,
     ) -> str:
         """Apply a fresh graph node to earlier values and store its forward value.
 
@@ -89,6 +108,8 @@ class Circuit:
             node: A new :class:`dlnotes.theory.graph.Node` (nodes keep a cache: one node per use).
             *inputs: Names of earlier values, in the node's argument order.
             label: Text inside the gate (default: the gate's symbol, e.g. ``+``).
+            row: Where to draw the gate, in rows from the top (default: level with the mean of
+                its inputs).
 
         Returns:
             ``name``.
@@ -109,6 +130,8 @@ class Circuit:
             tuple(inputs),
             label or GATE_LABELS.get(node.name, node.name),
         )
+        if row is not None:
+            self.rows[name] = float(row)
         return name
 
     def backward(self, output: str | None = None) -> dict[str, float]:
@@ -142,13 +165,20 @@ class Circuit:
         return dict(self.gradients)
 
     def columns(self) -> dict[str, int]:
-        """Drawing column of every value: inputs in column 0, an operation right of its inputs."""
+        """Drawing column of every value: an operation one column right of its latest input, an
+        input one column left of its first use (so that a constant used late, such as a scale,
+        sits next to the gate that uses it instead of far away in column 0)."""
         column: dict[str, int] = {}
         for name in self.values:
             if name in self.operations:
-                column[name] = 1 + max(column[source] for source in self.operations[name][1])
+                column[name] = 1 + max(column.get(source, 0) for source in self.operations[name][1])
             else:
                 column[name] = 0
+        for name in self.values:
+            if name not in self.operations:
+                users = [op for op, (_, sources, _) in self.operations.items() if name in sources]
+                if users:
+                    column[name] = max(0, min(column[user] for user in users) - 1)
         return column
 
 
@@ -183,11 +213,16 @@ def draw_circuit(
     column = circuit.columns()
     inputs = [name for name in circuit.values if name not in circuit.operations]
     y = {name: 1.4 * (len(inputs) - 1 - i) for i, name in enumerate(inputs)}
+    y.update({name: -1.4 * row for name, row in circuit.rows.items() if name in inputs})
     for name, (_, sources, _) in circuit.operations.items():
-        y[name] = float(np.mean([y[source] for source in sources]))
+        y[name] = (
+            -1.4 * circuit.rows[name]
+            if name in circuit.rows
+            else float(np.mean([y[source] for source in sources]))
+        )
     x = {name: 2.2 * column[name] for name in circuit.values}
     width = 2.2 * max(column.values()) + 3.5
-    height = 1.4 * (len(inputs) - 1) + 1.4
+    height = max(y.values()) - min(y.values()) + 1.4
     scale = min(1.0, 10.0 / width)
     fig, ax = _new_axes(ax, (scale * width, scale * height + 0.4))
 
@@ -228,7 +263,9 @@ def draw_circuit(
             grad = circuit.edge_gradients.get((source, name, index), 0.0)
             wire(start, (x[name] - 0.3, y[name]), circuit.values[source], grad)
         ax.add_patch(Circle((x[name], y[name]), 0.3, facecolor="#deebf7", edgecolor="0.2"))
-        ax.text(x[name], y[name], label, ha="center", va="center", fontsize=11)
+        ax.text(
+            x[name], y[name], label, ha="center", va="center", fontsize=11 if len(label) < 3 else 7
+        )
     out = circuit.output
     end = (x[out] + 1.5, y[out])
     wire((x[out] + 0.3, y[out]), end, circuit.values[out], 1.0)
@@ -438,3 +475,52 @@ def draw_network(
     if title:
         ax.set_title(title, fontsize=10)
     return fig
+
+
+def batch_norm_circuit(
+    x: Sequence[float], upstream: Sequence[float], *, eps: float = 1e-3
+) -> Circuit:
+    """Batch normalisation of two values as a circuit of elementary gates, ready to draw.
+
+    ``μ = mean(x₁, x₂)``, ``dᵢ = xᵢ − μ``, ``v = mean(d₁², d₂²)``, ``σ = √(v + ε)``,
+    ``x̂ᵢ = dᵢ / σ``, and ``e = w₁x̂₁ + w₂x̂₂`` with the upstream gradients ``w``; the scale and
+    shift (γ, β) are left out. Each ``xᵢ`` reaches ``x̂ᵢ`` along three paths — directly through
+    ``dᵢ``, through ``μ`` and through ``σ`` — and the backward pass adds them. The first value's
+    chain is drawn on top, the second's below, the shared statistics in between.
+
+    Args:
+        x: The two values of one channel.
+        upstream: ``∂e/∂x̂`` for each.
+        eps: The ε under the square root (Keras: 1e-3).
+
+    Returns:
+        The circuit, forward pass done; call :meth:`Circuit.backward` before drawing.
+
+    Raises:
+        ValueError: Unless exactly two values and two upstream gradients are given, or for
+            equal values with ``eps = 0`` (no variance).
+    """
+    if len(x) != 2 or len(upstream) != 2:
+        raise ValueError(
+            f"need two values and two upstream gradients, got {len(x)} and {len(upstream)}"
+        )
+    c = Circuit()
+    c.input("x₁", x[0], row=0)
+    c.input("x₂", x[1], row=4)
+    c.apply("μ", graph.Mean(), "x₁", "x₂", row=2)
+    c.apply("d₁", graph.Subtract(), "x₁", "μ", row=0)
+    c.apply("d₂", graph.Subtract(), "x₂", "μ", row=4)
+    c.apply("d₁²", graph.Square(), "d₁", row=1)
+    c.apply("d₂²", graph.Square(), "d₂", row=3)
+    c.apply("v", graph.Mean(), "d₁²", "d₂²", row=2)
+    c.input("ε", eps, row=3)
+    c.apply("v + ε", graph.Add(), "v", "ε", row=2)
+    c.apply("σ", graph.Sqrt(), "v + ε", row=2)
+    c.apply("x̂₁", graph.Divide(), "d₁", "σ", row=0)
+    c.apply("x̂₂", graph.Divide(), "d₂", "σ", row=4)
+    c.input("w₁", upstream[0], row=-1)
+    c.input("w₂", upstream[1], row=5)
+    c.apply("w₁x̂₁", graph.Multiply(), "w₁", "x̂₁", row=0)
+    c.apply("w₂x̂₂", graph.Multiply(), "w₂", "x̂₂", row=4)
+    c.apply("e", graph.Add(), "w₁x̂₁", "w₂x̂₂", row=2)
+    return c

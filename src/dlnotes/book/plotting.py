@@ -1,4 +1,4 @@
-"""Plots shared by several chapters: learning curves and image grids."""
+"""Plots shared by several chapters: learning curves, image grids and error analysis."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ from typing import Any
 import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
+
+from dlnotes.theory import evaluation
 
 
 def plot_history(
@@ -152,5 +154,101 @@ def plot_runs(
         ax.legend(fontsize="small")
     if title:
         fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_confusion_matrix(
+    matrix: np.ndarray, names: Sequence[str], *, title: str | None = None
+) -> Figure:
+    """Draw a confusion matrix, each row normalised by its class's examples, with the counts.
+
+    Args:
+        matrix: Square counts, row = true class (:func:`dlnotes.theory.evaluation.
+            confusion_matrix`).
+        names: One class name per row.
+        title: Optional title.
+
+    Returns:
+        The figure.
+
+    Raises:
+        ValueError: If ``matrix`` is not square or ``names`` does not name every class.
+    """
+    counts = np.asarray(matrix)
+    if counts.ndim != 2 or counts.shape[0] != counts.shape[1]:
+        raise ValueError(f"matrix must be square, got shape {counts.shape}")
+    if len(names) != counts.shape[0]:
+        raise ValueError(f"got {len(names)} names for {counts.shape[0]} classes")
+    totals = counts.sum(axis=1, keepdims=True)
+    shares = np.divide(counts, totals, out=np.zeros(counts.shape), where=totals > 0)
+    size = 1.2 + 0.45 * len(names)
+    fig, ax = plt.subplots(figsize=(size + 1.5, size))
+    image = ax.imshow(shares, cmap="Blues", vmin=0, vmax=1)
+    for (row, column), count in np.ndenumerate(counts):
+        if count:
+            ax.text(
+                column,
+                row,
+                str(count),
+                ha="center",
+                va="center",
+                fontsize=7,
+                color="white" if shares[row, column] > 0.5 else "black",
+            )
+    ticks = np.arange(len(names))
+    ax.set_xticks(ticks, names, rotation=60, ha="right", fontsize=8)
+    ax.set_yticks(ticks, names, fontsize=8)
+    ax.set(xlabel="predicted class", ylabel="true class")
+    fig.colorbar(image, ax=ax, fraction=0.046, label="share of the true class")
+    if title:
+        ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_reliability(
+    result: evaluation.Reliability, *, title: str | None = None, label: str = "model"
+) -> Figure:
+    """Draw a reliability diagram: accuracy against confidence per bin, and the bins' sizes.
+
+    Args:
+        result: From :func:`dlnotes.theory.evaluation.reliability`.
+        title: Optional title.
+        label: Name of the predictions in the legend.
+
+    Returns:
+        The figure.
+    """
+    centres = (result.edges[:-1] + result.edges[1:]) / 2
+    width = np.diff(result.edges)
+    filled = result.counts > 0
+    fig, (top, bottom) = plt.subplots(
+        2, 1, figsize=(5, 5), sharex=True, gridspec_kw={"height_ratios": [3, 1]}
+    )
+    top.bar(
+        centres[filled],
+        result.accuracy[filled],
+        width=width[filled] * 0.9,
+        color="C0",
+        alpha=0.8,
+        label=f"{label}: accuracy per bin",
+    )
+    top.plot(
+        result.confidence[filled],
+        result.accuracy[filled],
+        "o",
+        color="C1",
+        ms=4,
+        label="(mean confidence, accuracy)",
+    )
+    top.plot([0, 1], [0, 1], "k--", lw=1, label="calibrated")
+    top.set(ylabel="accuracy", xlim=(0, 1), ylim=(0, 1.02))
+    top.legend(fontsize=8, loc="upper left")
+    top.grid(alpha=0.3)
+    top.set_title(title or f"expected calibration error {result.ece:.3f}")
+    bottom.bar(centres, result.counts, width=width * 0.9, color="0.6")
+    bottom.set(xlabel="confidence", ylabel="predictions")
+    bottom.grid(alpha=0.3)
     fig.tight_layout()
     return fig

@@ -50,9 +50,9 @@ def class_logit_indices(
 def restrict_predictions(logits: Any, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Predict among the dataset's classes only: softmax over their logits, then argmax.
 
-    The winning ImageNet class is often not a class of the dataset at all ("cardigan" for a
-    "military uniform"). Keeping only the dataset's logits and renormalising answers the right
-    question: which of *these* classes is it?
+    The winning ImageNet class is often not one of the dataset's classes (with a subset of Tiny
+    ImageNet, any class outside the subset). Keeping only the dataset's logits and renormalising
+    answers the right question: which of *these* classes is it?
 
     Args:
         logits: ``(N, outputs)`` logits of an ImageNet classifier.

@@ -187,7 +187,7 @@ class Block(NamedTuple):
 
     name: str
     kind: str
-    # The field shadows tuple.count(), which no caller of a Block uses; chapter 09 reads .count.
+    # The field shadows tuple.count(), which no caller of a Block uses; chapter 10 reads .count.
     count: int  # type: ignore[assignment]
     output_shape: tuple[int, ...]
     parameters: int

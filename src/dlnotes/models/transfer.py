@@ -11,7 +11,12 @@ that flag for nested models — keras-team/keras#20285 — so it is not what pro
 The ImageNet weights come from ``$DLNOTES_PRETRAINED_DIR`` when it is set, otherwise from Keras'
 own download (:func:`pretrained_backbone_weights`). :func:`build_scratch_model` builds the same
 network from random initialisation, trained as a whole, as the baseline that shows what the
-pretrained weights are worth.
+pretrained weights are worth. Its batch-normalisation statistics need care:
+``keras.applications`` sets their momentum to 0.999, a memory of about 1,000 steps, longer than a
+short run, so the moving averages still describe the random initial network when ``fit``
+evaluates it. :func:`recalibrate_batch_norm` recomputes them exactly, and
+:class:`RecalibratedValidation` does so before every end-of-epoch evaluation
+(:func:`set_batch_norm_momentum` is the other remedy: a shorter memory).
 """
 
 from __future__ import annotations
@@ -241,6 +246,156 @@ def unfreeze_from(backbone: keras.Model, first_trainable: int | str) -> int:
         layer.trainable = index >= start and not isinstance(layer, layers.BatchNormalization)
         count += layer.trainable
     return count
+
+
+def batch_norm_layers(model: Any) -> list[Any]:
+    """Every ``BatchNormalization`` layer of a model, nested models included, in layer order."""
+    found = []
+    for layer in model.layers:
+        if isinstance(layer, layers.BatchNormalization):
+            found.append(layer)
+        elif hasattr(layer, "layers"):
+            found.extend(batch_norm_layers(layer))
+    return found
+
+
+def set_batch_norm_momentum(model: Any, momentum: float) -> int:
+    """Set the momentum of every batch-normalisation layer of a model (before compiling it).
+
+    The moving averages forget with a time constant of ``1 / (1 − momentum)`` steps: about 1,000
+    for ``keras.applications``' 0.999, 100 for Keras' default 0.99, 10 for 0.9. A network trained
+    from scratch for fewer steps than that is evaluated with averages that still remember its
+    random initialisation.
+
+    Args:
+        model: A Keras model.
+        momentum: The new momentum, in [0, 1).
+
+    Returns:
+        Number of layers changed.
+
+    Raises:
+        ValueError: For a momentum outside [0, 1).
+    """
+    if not 0 <= momentum < 1:
+        raise ValueError(f"momentum must be in [0, 1), got {momentum!r}")
+    changed = batch_norm_layers(model)
+    for layer in changed:
+        layer.momentum = momentum
+    return len(changed)
+
+
+def recalibrate_batch_norm(model: Any, images: Any, *, batch_size: int = 100) -> int:
+    """Recompute the moving statistics of a model's trainable batch normalisations from data.
+
+    Each layer's moving mean and variance become the plain average of its batch statistics over
+    ``images``, seen in batches of ``batch_size`` in training mode — the statistics the network
+    was normalised with while training, now exact instead of an exponential average that may lag
+    behind the weights (the "precise BN" of Wu and Johnson, 2021). Weights do not change; frozen
+    batch normalisations (``trainable=False``) run in inference mode and keep their statistics.
+    The model's other training-mode layers (augmentation, dropout) are active too, as in training.
+
+    Args:
+        model: A Keras model.
+        images: Inputs, e.g. the training images.
+        batch_size: Images per forward pass (≥ 2: one image has no variance to measure).
+
+    Returns:
+        Number of layers recalibrated.
+
+    Raises:
+        ValueError: For a batch size below 2 or fewer images than one batch.
+    """
+    if batch_size < 2:
+        raise ValueError(f"batch_size must be at least 2, got {batch_size}")
+    batches = len(images) // batch_size
+    if batches < 1:
+        raise ValueError(f"need at least one batch of {batch_size} images, got {len(images)}")
+    recalibrated = [layer for layer in batch_norm_layers(model) if layer.trainable]
+    momenta = [layer.momentum for layer in recalibrated]
+    try:
+        for index in range(batches):
+            for layer in recalibrated:  # moving ← (i·moving + batch) / (i + 1): a running mean
+                layer.momentum = index / (index + 1)
+            model(images[index * batch_size : (index + 1) * batch_size], training=True)
+    finally:
+        for layer, momentum in zip(recalibrated, momenta, strict=True):
+            layer.momentum = momentum
+    return len(recalibrated)
+
+
+class RecalibratedValidation(keras.callbacks.Callback):  # type: ignore[misc]
+    """``fit``'s validation, with batch-normalisation statistics recalibrated first, every epoch.
+
+    At the end of each epoch the model's trainable batch normalisations get exact statistics from
+    ``calibration_images`` (:func:`recalibrate_batch_norm`), then the model is evaluated on the
+    validation data and the results are logged as ``val_<metric>``, like ``fit``'s own
+    ``validation_data`` (which should then not be given as well).
+
+    Args:
+        calibration_images: Training images for the statistics.
+        validation_data: ``(inputs, labels)``.
+        batch_size: Batch size of the recalibration and of the evaluation (≥ 2).
+
+    Raises:
+        ValueError: For a batch size below 2 or fewer calibration images than one batch.
+    """
+
+    def __init__(
+        self, calibration_images: Any, validation_data: tuple[Any, Any], *, batch_size: int = 100
+    ) -> None:
+        super().__init__()
+        if batch_size < 2 or len(calibration_images) < batch_size:
+            raise ValueError(
+                f"need a batch size of at least 2 and at least one batch of calibration images, "
+                f"got batch size {batch_size} and {len(calibration_images)} images"
+            )
+        self.calibration_images = calibration_images
+        self.validation_data = validation_data
+        self.batch_size = batch_size
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        recalibrate_batch_norm(self.model, self.calibration_images, batch_size=self.batch_size)
+        inputs, labels = self.validation_data
+        results = self.model.evaluate(
+            inputs, labels, batch_size=self.batch_size, verbose=0, return_dict=True
+        )
+        if logs is not None:
+            logs.update({f"val_{name}": float(value) for name, value in results.items()})
+
+
+def split_at(model: Any, backbone: Any, layer: str) -> tuple[Any, Any]:
+    """Split a model of :func:`build_transfer_model` at a layer of its backbone.
+
+    Args:
+        model: The transfer model (uint8 images → logits).
+        backbone: Its backbone.
+        layer: Name of a backbone layer, e.g. ``"block_13_expand_relu"``.
+
+    Returns:
+        ``(lower, upper)``: ``lower`` maps uint8 images to that layer's output (resizing and
+        scaling as the model does, augmentation inactive at inference); ``upper`` maps the layer's
+        output to the logits (the rest of the backbone, pooling, dropout and the head). In
+        inference mode, ``upper(lower(x))`` equals ``model(x)``. Both share the model's weights.
+
+    Raises:
+        ValueError: For a layer name the backbone does not have.
+    """
+    names = [candidate.name for candidate in backbone.layers]
+    if layer not in names:
+        raise ValueError(f"no layer named {layer!r} in {backbone.name}")
+    inner_lower = keras.Model(backbone.input, backbone.get_layer(layer).output)
+    inner_upper = keras.Model(backbone.get_layer(layer).output, backbone.output)
+    x = model.input
+    for name in ("resize", "random_flip", "random_rotation", "to_minus_one_one"):
+        x = model.get_layer(name)(x)
+    lower = keras.Model(model.input, inner_lower(x), name=f"up_to_{layer}")
+    features = keras.Input(inner_lower.output.shape[1:], name=f"{layer}_output")
+    y = inner_upper(features)
+    for name in ("pool", "dropout", "logits"):
+        y = model.get_layer(name)(y)
+    upper = keras.Model(features, y, name=f"from_{layer}")
+    return lower, upper
 
 
 def trainable_parameters(model: Any) -> int:

@@ -7,6 +7,9 @@ respect to each of its inputs. The local rules are the "gates" of backpropagatio
 * add **distributes** the upstream gradient to both inputs unchanged;
 * max **routes** it to the larger input only;
 * multiply **swaps** the inputs: ``∂(ab)/∂a = b``;
+* mean shares it equally among its ``n`` inputs (``upstream / n`` each);
+* subtract passes the gradient to ``a`` and its negative to ``b``; divide ``a / b`` gives
+  ``1/b`` and ``−a/b²``; square ``a²`` gives ``2a``, square root ``√a`` gives ``1/(2√a)``;
 * matmul ``Y = X W`` gives ``∂/∂X = G Wᵀ`` and ``∂/∂W = Xᵀ G``;
 * element-wise functions multiply by their derivative (their Jacobian is diagonal).
 
@@ -111,6 +114,92 @@ class Multiply(Node[[ArrayLike, ArrayLike]]):
         a, b = self._cached()
         upstream = np.asarray(upstream, dtype=np.float64)
         return unbroadcast(upstream * b, a.shape), unbroadcast(upstream * a, b.shape)
+
+
+class Subtract(Node[[ArrayLike, ArrayLike]]):
+    """``a − b`` with broadcasting; ``a`` receives the gradient, ``b`` its negative."""
+
+    name = "subtract"
+
+    def forward(self, a: ArrayLike, b: ArrayLike) -> Array:
+        a_array, b_array = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+        self._cache = (a_array.shape, b_array.shape)
+        return a_array - b_array
+
+    def backward(self, upstream: ArrayLike) -> tuple[Array, Array]:
+        a_shape, b_shape = self._cached()
+        upstream = np.asarray(upstream, dtype=np.float64)
+        return unbroadcast(upstream, a_shape), unbroadcast(-upstream, b_shape)
+
+
+class Square(Node[[ArrayLike]]):
+    """Element-wise ``a²``; local gradient ``2a``."""
+
+    name = "square"
+
+    def forward(self, a: ArrayLike) -> Array:
+        a_array = np.asarray(a, dtype=np.float64)
+        self._cache = (a_array,)
+        return a_array**2
+
+    def backward(self, upstream: ArrayLike) -> tuple[Array]:
+        (a,) = self._cached()
+        return (2.0 * a * np.asarray(upstream, dtype=np.float64),)
+
+
+class Divide(Node[[ArrayLike, ArrayLike]]):
+    """Element-wise ``a / b``; local gradients ``1/b`` and ``−a/b²``."""
+
+    name = "divide"
+
+    def forward(self, a: ArrayLike, b: ArrayLike) -> Array:
+        a_array, b_array = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+        if np.any(b_array == 0):
+            raise ValueError("divide: the denominator has a zero")
+        self._cache = (a_array, b_array)
+        return a_array / b_array
+
+    def backward(self, upstream: ArrayLike) -> tuple[Array, Array]:
+        a, b = self._cached()
+        upstream = np.asarray(upstream, dtype=np.float64)
+        return unbroadcast(upstream / b, a.shape), unbroadcast(-upstream * a / b**2, b.shape)
+
+
+class Sqrt(Node[[ArrayLike]]):
+    """Element-wise ``√a`` for ``a > 0``; local gradient ``1/(2√a)`` reuses the output."""
+
+    name = "sqrt"
+
+    def forward(self, a: ArrayLike) -> Array:
+        a_array = np.asarray(a, dtype=np.float64)
+        if np.any(a_array <= 0):
+            raise ValueError("sqrt: needs positive inputs (the gradient is infinite at 0)")
+        out = np.sqrt(a_array)
+        self._cache = (out,)
+        return out
+
+    def backward(self, upstream: ArrayLike) -> tuple[Array]:
+        (out,) = self._cached()
+        return (np.asarray(upstream, dtype=np.float64) / (2.0 * out),)
+
+
+class Mean(Node[...]):
+    """The mean of any number of same-shaped inputs; each receives ``upstream / n``."""
+
+    name = "mean"
+
+    def forward(self, *values: ArrayLike) -> Array:
+        if not values:
+            raise ValueError("mean needs at least one input, got none")
+        arrays = [np.asarray(value, dtype=np.float64) for value in values]
+        self._cache = (len(arrays), arrays[0].shape)
+        mean: Array = np.mean(arrays, axis=0)
+        return mean
+
+    def backward(self, upstream: ArrayLike) -> tuple[Array, ...]:
+        count, shape = self._cached()
+        share: Array = np.full(shape, np.asarray(upstream, dtype=np.float64) / count)
+        return tuple(share.copy() for _ in range(count))
 
 
 class Max(Node[[ArrayLike, ArrayLike]]):

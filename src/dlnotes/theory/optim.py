@@ -1,7 +1,10 @@
-"""Second-order view of a step: Newton steps and the optimal step size on a quadratic model.
+"""Second-order view of a step: Newton steps and the optimal step size on a quadratic model,
+and the first-order methods that training uses instead — momentum and Adam — on the same model.
 
 Around ``h₀`` the error is modelled as ``e(h) ≈ e(h₀) + gᵀ(h − h₀) + ½ (h − h₀)ᵀ A (h − h₀)``
-with gradient ``g`` and symmetric Hessian ``A``.
+with gradient ``g`` and symmetric Hessian ``A``. :func:`momentum_descent` and
+:func:`adam_descent` follow Keras' ``SGD(momentum=…)`` and ``Adam`` update rules exactly, so
+their paths can be compared with Keras' own.
 """
 
 from __future__ import annotations
@@ -161,3 +164,136 @@ def steepest_descent_rate(A: ArrayLike) -> float:
     """
     kappa = condition_number(A)
     return (kappa - 1) / (kappa + 1)
+
+
+def _check_descent(A: ArrayLike, b: ArrayLike, h0: ArrayLike, iterations: int) -> tuple[Array, ...]:
+    A = np.asarray(A, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    h = np.array(h0, dtype=np.float64, copy=True)
+    _check_g_and_A(b, A)
+    if h.shape != b.shape:
+        raise ValueError(f"h0 must have shape {b.shape}, got {h.shape}")
+    if iterations < 0:
+        raise ValueError(f"iterations must be non-negative, got {iterations}")
+    return A, b, h
+
+
+def momentum_descent(
+    A: ArrayLike,
+    b: ArrayLike,
+    h0: ArrayLike,
+    *,
+    step: float,
+    momentum: float,
+    iterations: int = 100,
+) -> Array:
+    """Gradient descent with (heavy-ball) momentum on ``e(h) = ½ hᵀ A h − bᵀ h``.
+
+    Keras' ``SGD(learning_rate=step, momentum=momentum)``: a velocity ``v`` accumulates the
+    gradients, ``v ← μ v − α g``, and the point moves by it, ``h ← h + v`` (Polyak's heavy ball).
+    Along a direction where the gradient keeps its sign the steps grow up to ``α/(1 − μ)``; across a
+    valley, where it alternates, they cancel.
+
+    Args:
+        A: Symmetric positive definite matrix, shape ``(n, n)``.
+        b: Vector, shape ``(n,)``.
+        h0: Starting point, shape ``(n,)``.
+        step: Learning rate α (> 0).
+        momentum: μ in [0, 1).
+        iterations: Number of steps (non-negative).
+
+    Returns:
+        The visited points, shape ``(iterations + 1, n)``.
+
+    Raises:
+        ValueError: For a non-positive step, a momentum outside [0, 1), negative iterations or
+            mismatched shapes.
+    """
+    A, b, h = _check_descent(A, b, h0, iterations)
+    if not step > 0:
+        raise ValueError(f"step must be positive, got {step!r}")
+    if not 0 <= momentum < 1:
+        raise ValueError(f"momentum must be in [0, 1), got {momentum!r}")
+    velocity = np.zeros_like(h)
+    path = [h.copy()]
+    for _ in range(iterations):
+        velocity = momentum * velocity - step * (A @ h - b)
+        h = h + velocity
+        path.append(h.copy())
+    return np.array(path)
+
+
+def heavy_ball_parameters(A: ArrayLike) -> tuple[float, float, float]:
+    """The best constant step and momentum for the heavy ball on a quadratic, and its rate.
+
+    With ``L`` and ``μ`` the largest and smallest eigenvalues and ``κ = L/μ`` (Polyak, 1964):
+    ``α = 4 / (√L + √μ)²``, ``momentum = ((√κ − 1)/(√κ + 1))²``, and the error then shrinks by
+    ``(√κ − 1)/(√κ + 1)`` per step, against ``(κ − 1)/(κ + 1)`` for the best plain gradient step.
+
+    Args:
+        A: Symmetric positive definite matrix.
+
+    Returns:
+        ``(step, momentum, rate)``.
+
+    Raises:
+        ValueError: If ``A`` is not symmetric positive definite.
+    """
+    root = np.sqrt(condition_number(A))
+    eigenvalues = np.linalg.eigvalsh(np.asarray(A, dtype=np.float64))
+    largest, smallest = float(eigenvalues[-1]), float(eigenvalues[0])
+    rate = (root - 1) / (root + 1)
+    return float(4 / (np.sqrt(largest) + np.sqrt(smallest)) ** 2), float(rate**2), float(rate)
+
+
+def adam_descent(
+    A: ArrayLike,
+    b: ArrayLike,
+    h0: ArrayLike,
+    *,
+    step: float,
+    beta_1: float = 0.9,
+    beta_2: float = 0.999,
+    epsilon: float = 1e-7,
+    iterations: int = 100,
+) -> Array:
+    """Adam on ``e(h) = ½ hᵀ A h − bᵀ h``, with the update of Keras' ``Adam``.
+
+    Running means of the gradient and of its square, ``m ← β₁m + (1 − β₁)g`` and
+    ``v ← β₂v + (1 − β₂)g²``; the step is ``α_t m / (√v + ε)`` with the bias-corrected rate
+    ``α_t = α √(1 − β₂ᵗ) / (1 − β₁ᵗ)``. Each coordinate is divided by the root of its own mean
+    squared gradient, so the step size no longer depends on the gradient's scale: a diagonal
+    preconditioner (Kingma and Ba, 2015).
+
+    Args:
+        A: Symmetric positive definite matrix, shape ``(n, n)``.
+        b: Vector, shape ``(n,)``.
+        h0: Starting point, shape ``(n,)``.
+        step: Learning rate α (> 0).
+        beta_1: Decay of the gradient's running mean, in [0, 1).
+        beta_2: Decay of the squared gradient's running mean, in [0, 1).
+        epsilon: Added to √v (Keras' default 1e-7).
+        iterations: Number of steps (non-negative).
+
+    Returns:
+        The visited points, shape ``(iterations + 1, n)``.
+
+    Raises:
+        ValueError: For out-of-range arguments or mismatched shapes.
+    """
+    A, b, h = _check_descent(A, b, h0, iterations)
+    if not step > 0:
+        raise ValueError(f"step must be positive, got {step!r}")
+    for name, beta in (("beta_1", beta_1), ("beta_2", beta_2)):
+        if not 0 <= beta < 1:
+            raise ValueError(f"{name} must be in [0, 1), got {beta!r}")
+    first, second = np.zeros_like(h), np.zeros_like(h)
+    path = [h.copy()]
+    for t in range(1, iterations + 1):
+        g = A @ h - b
+        first += (g - first) * (1 - beta_1)
+        second += (g**2 - second) * (1 - beta_2)
+        rate = step * np.sqrt(1 - beta_2**t) / (1 - beta_1**t)
+        h = h - rate * first / (np.sqrt(second) + epsilon)
+        path.append(h.copy())
+    return np.array(path)

@@ -35,6 +35,10 @@ from dlnotes.training.config import (
     TrainConfig,
     make_config,
 )
+from dlnotes.training.lr_range import (
+    RangeTest,
+    learning_rate_range_test,
+)
 from dlnotes.training.manifest import (
     MANIFEST,
     RunFolderDamaged,
@@ -85,6 +89,7 @@ __all__ = [
     "DataFiles",
     "Dataset",
     "FreeSpaceCheck",
+    "RangeTest",
     "RunBackup",
     "RunFolderDamaged",
     "SanityReport",
@@ -101,6 +106,7 @@ __all__ = [
     "dataset_files",
     "distribution",
     "initial_sanity",
+    "learning_rate_range_test",
     "learning_rate_schedule",
     "learning_rates",
     "load_dataset",

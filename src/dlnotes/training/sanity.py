@@ -94,14 +94,43 @@ def initial_sanity(
     )
 
 
+class _StopWhenMemorised(keras.callbacks.Callback):  # type: ignore[misc]
+    """Stop training once the accuracy on the batch reaches 100 %."""
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
+        if logs is not None and logs.get("accuracy", 0.0) >= 1.0:
+            self.model.stop_training = True
+
+
 def overfit_one_batch(
     model: keras.Model, images: np.ndarray, labels: np.ndarray, *, steps: int = 60
 ) -> float:
-    """Train on a single batch for ``steps`` steps and return its final training accuracy.
+    """Train on a single batch for at most ``steps`` steps and return its final training accuracy.
 
-    A model that cannot memorise one batch has a bug (wrong labels, a broken loss, a frozen layer).
+    Training stops as soon as every image of the batch is classified correctly. A model that
+    cannot memorise one batch has a bug (wrong labels, a broken loss, a frozen layer).
+
+    Args:
+        model: A compiled model with an ``accuracy`` metric.
+        images: The batch's inputs.
+        labels: Its labels.
+        steps: The most optimiser steps to take (≥ 1).
+
+    Returns:
+        The accuracy on the batch at the last step, in training mode.
+
+    Raises:
+        ValueError: If ``steps`` is below 1.
     """
+    if steps < 1:
+        raise ValueError(f"steps must be at least 1, got {steps}")
     history = model.fit(
-        images, labels, batch_size=len(images), epochs=steps, verbose=0, shuffle=False
+        images,
+        labels,
+        batch_size=len(images),
+        epochs=steps,
+        verbose=0,
+        shuffle=False,
+        callbacks=[_StopWhenMemorised()],
     )
     return float(history.history["accuracy"][-1])
