@@ -4,8 +4,11 @@ and a process that dies — with real trainers on localhost (JAX on CPU: gloo co
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
+import re
+import shlex
 import signal
 import socket
 import subprocess
@@ -14,16 +17,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_train_cli import TINY, folder_state, train_command
+from test_train_cli import TINY, train_command
 
+from conftest import REPO_ROOT
 from dlnotes import training
 from dlnotes.data import device_data
 from dlnotes.training import multihost
 
 # The tiny network with three steps per epoch on four devices (a global batch of 100 of the 300
 # images), CutMix on: partners come from the other end of the global batch, so from the other
-# process's share.
-RUN = [*TINY, "--batch-size", "25", "--epochs", "2", "--mix", "cutmix"]
+# process's share. No flip-averaged evaluation: one model less to compile in every process.
+RUN = [*TINY, "--batch-size", "25", "--epochs", "2", "--mix", "cutmix", "--test-time-flip", "off"]
 
 
 def _args(**values: object) -> argparse.Namespace:
@@ -126,7 +130,13 @@ def test_process_settings_come_from_the_flags_then_keras_variables_then_slurm(
         "KERAS_DISTRIBUTION_NUM_PROCESSES": "2",
         "KERAS_DISTRIBUTION_PROCESS_ID": "1",
     }
-    slurm_env = {"SLURM_NTASKS": "8", "SLURM_PROCID": "5", "SLURM_JOB_ID": "77"}
+    slurm_env = {
+        "SLURM_NTASKS": "8",
+        "SLURM_PROCID": "5",
+        "SLURM_JOB_ID": "77",
+        "SLURM_STEP_NODELIST": "node[01-02]",
+        "SLURM_LOCALID": "1",
+    }
 
     one = multihost.process_settings(_args(), {})
     assert (one.count, one.index, one.coordinator) == (1, 0, None)
@@ -147,8 +157,11 @@ def test_process_settings_come_from_the_flags_then_keras_variables_then_slurm(
     from_slurm = multihost.process_settings(_args(), slurm_env)
     assert (from_slurm.count, from_slurm.index, from_slurm.coordinator) == (8, 5, None)
     assert from_slurm.timeout == multihost.DEFAULT_TIMEOUT
-    # Without --distribute data-parallel, SLURM's variables do not make a multi-process run.
+    # Without --distribute data-parallel, SLURM's variables do not make a multi-process run; nor
+    # do they without every variable JAX needs to find the coordinator.
     assert multihost.process_settings(_args(distribute="none"), slurm_env).count == 1
+    batch_shell = {k: v for k, v in slurm_env.items() if k != "SLURM_STEP_NODELIST"}
+    assert multihost.process_settings(_args(), batch_shell).count == 1
 
 
 @pytest.mark.parametrize(
@@ -197,6 +210,56 @@ def test_several_processes_on_tensorflow_are_refused_before_the_run_folder_is_to
     assert code == 1 and "error: 2 processes need KERAS_BACKEND=jax, not tensorflow" in error
     assert "keras-team/keras/issues/20585" in error
     assert not out_dir.exists()
+
+
+def test_the_cluster_examples_start_consistent_trainers(monkeypatch: pytest.MonkeyPatch) -> None:
+    import yaml
+
+    monkeypatch.setenv("KERAS_BACKEND", "jax")
+    cluster = REPO_ROOT / "benchmarks" / "cluster"
+
+    # SLURM: one task per GPU, every task the same command.
+    script = (cluster / "slurm.sbatch").read_text()
+    option = {k: v for k, v in re.findall(r"^#SBATCH --([a-z-]+)=(\S+)", script, re.MULTILINE)}
+    assert option["ntasks-per-node"] == option["gpus-per-node"] and "gpus-per-task" not in option
+    words = shlex.split(script.split("\nsrun ", 1)[1].replace("\\\n", " ").splitlines()[0])
+    assert words[:4] == ["--label", "python", "-m", "dlnotes.train"]
+    tasks = int(option["nodes"]) * int(option["ntasks-per-node"])
+    task = {
+        "SLURM_NTASKS": str(tasks),
+        "SLURM_PROCID": str(tasks - 1),
+        "SLURM_JOB_ID": "1",
+        "SLURM_STEP_NODELIST": "gpu[01-02]",
+        "SLURM_LOCALID": "3",
+    }
+    settings = multihost.process_settings(training.parse_args(words[4:]), task)
+    assert (settings.count, settings.index, settings.coordinator) == (tasks, tasks - 1, None)
+
+    # Kubernetes: pod i of the Indexed Job is process i; pod 0 is reached through the Service.
+    service, job = yaml.safe_load_all((cluster / "indexed-job.yaml").read_text())
+    pod = job["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    env = {item["name"]: item for item in container["env"]}
+    processes = int(env[multihost.NUM_PROCESSES_ENV]["value"])
+    assert job["spec"]["completionMode"] == "Indexed"
+    assert job["spec"]["completions"] == job["spec"]["parallelism"] == processes
+    index_field = env[multihost.PROCESS_ID_ENV]["valueFrom"]["fieldRef"]["fieldPath"]
+    assert index_field == "metadata.annotations['batch.kubernetes.io/job-completion-index']"
+    address = env[multihost.JOB_ADDRESSES_ENV]["value"]
+    host, port = address.rsplit(":", 1)
+    assert (
+        service["spec"]["clusterIP"] == "None" and pod["subdomain"] == service["metadata"]["name"]
+    )
+    assert host == f"{job['metadata']['name']}-0.{pod['subdomain']}"
+    assert int(port) in [item["port"] for item in service["spec"]["ports"]]
+    assert container["command"] == ["python", "-m", "dlnotes.train"]
+    args = training.parse_args(container["args"])
+    for index in range(processes):
+        variables = {name: item.get("value", "") for name, item in env.items()}
+        settings = multihost.process_settings(
+            args, {**variables, "KERAS_DISTRIBUTION_PROCESS_ID": str(index)}
+        )
+        assert (settings.count, settings.index, settings.coordinator) == (processes, index, address)
 
 
 # -- what the processes tell each other ----------------------------------------------------------
@@ -359,79 +422,118 @@ def _weights(path: Path) -> dict[str, np.ndarray]:
     return arrays
 
 
-@pytest.mark.slow
-def test_two_processes_with_two_devices_train_as_one_process_with_four(
-    tiny_imagenet: Path, tmp_path: Path
-) -> None:
-    one = tmp_path / "one-process"
-    single = subprocess.run(
-        train_command(tiny_imagenet, one, *RUN, "--distribute", "data-parallel"),
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env=_environment(tmp_path, 4),
-    )
-    assert single.returncode == 0, single.stdout[-3000:] + single.stderr[-3000:]
+@dataclasses.dataclass
+class _Runs:
+    """The same two-epoch run as one process with four CPU devices and as two processes with
+    two each, both interrupted as their second epoch begins and started again."""
 
-    two, elsewhere = tmp_path / "two-processes", tmp_path / "never-written"
-    results = _finish(_processes(tiny_imagenet, [two, elsewhere], tmp_path), 600)
-    for code, stdout, stderr in results:
-        assert code == 0, stdout[-3000:] + stderr[-3000:]
-        assert "batch 100 on 4 replica(s), 3 steps per epoch" in stdout
-    assert (
-        "process 1 of 2 (KERAS_DISTRIBUTION_NUM_PROCESSES, KERAS_DISTRIBUTION_PROCESS_ID"
-        in (results[1][1])
-    )
-    # Process 1 ran on a private folder of its own (deleted at the end), never on --out-dir.
-    assert not elsewhere.exists() and not list((tmp_path / "tmp").iterdir())
+    one: Path  # the run folder of one process
+    two: Path  # the run folder of two processes
+    elsewhere: Path  # process 1's --out-dir, which it must never create
+    private: Path  # the temporary folder of the private run folders
+    killed: list[tuple[int, str, str]]  # one process, process 0, process 1: status, out, err
+    ended_after: float  # seconds from process 1's death to the end of process 0
+    left_behind: list[Path]  # private folders of the killed process 1
+    resumed: list[tuple[int, str, str]]  # one process, process 0, process 1 started again
 
-    history = [training.read_log(folder / "history.csv") for folder in (one, two)]
-    assert history[0]["epoch"] == history[1]["epoch"] == [0.0, 1.0]
-    for name, values in history[0].items():
-        np.testing.assert_allclose(history[1][name], values, rtol=1e-4, atol=1e-5, err_msg=name)
-    for name in ("best.weights.h5", "backup/latest.weights.h5"):
-        expected, found = _weights(one / name), _weights(two / name)
-        assert found.keys() == expected.keys() and len(found) > 20
-        for key, value in expected.items():
-            np.testing.assert_allclose(found[key], value, rtol=1e-4, atol=1e-6, err_msg=key)
-    metrics = [json.loads((folder / "metrics.json").read_text()) for folder in (one, two)]
-    assert (metrics[0]["processes"], metrics[1]["processes"]) == (1, 2)
-    assert metrics[1]["replicas"] == 4 and metrics[1]["global_batch_size"] == 100
-    assert metrics[1]["val_top1"] == pytest.approx(metrics[0]["val_top1"], abs=1e-6)
-    # The same global batch on four devices, as one process or as two: either may resume it.
-    assert (one / "devices.json").read_text() == (two / "devices.json").read_text()
+
+@pytest.fixture(scope="module")
+def killed_and_resumed(tiny_imagenet: Path, tmp_path_factory: pytest.TempPathFactory) -> _Runs:
+    tmp_path = tmp_path_factory.mktemp("multihost")
+    one, two, elsewhere = tmp_path / "one", tmp_path / "two", tmp_path / "never-written"
+
+    def one_process(**hook: str) -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            train_command(tiny_imagenet, one, *RUN, "--distribute", "data-parallel"),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=_environment(tmp_path, 4, **hook),
+            start_new_session=True,
+        )
+
+    # Killed as the second epoch begins: the one process, and process 1 of the two (process 0
+    # has committed the first epoch by then). All at once: the two processes wait for each other.
+    single = one_process(**{training.KILL_POINT_ENV: "begin:1"})
+    pair = _processes(tiny_imagenet, [two, elsewhere], tmp_path, kill_second_at="begin:1")
+    try:
+        stdout, stderr = pair[1].communicate(timeout=600)
+    except subprocess.TimeoutExpired:
+        _finish([*pair, single], 0)  # kills them all
+        raise
+    killed_second = (pair[1].returncode, stdout, stderr)
+    died = time.monotonic()
+    (first,) = _finish(pair[:1], 120)
+    ended_after = time.monotonic() - died
+    (killed_single,) = _finish([single], 600)
+    left_behind = list((tmp_path / "tmp").glob("dlnotes-*-process-1-*"))
+
+    # The same commands again.
+    resumed = _finish([one_process(), *_processes(tiny_imagenet, [two, elsewhere], tmp_path)], 600)
+    return _Runs(
+        one,
+        two,
+        elsewhere,
+        tmp_path / "tmp",
+        [killed_single, first, killed_second],
+        ended_after,
+        left_behind,
+        resumed,
+    )
 
 
 @pytest.mark.slow
 def test_a_killed_process_ends_the_run_with_an_error_and_the_same_commands_resume(
-    tiny_imagenet: Path, tmp_path: Path
+    killed_and_resumed: _Runs,
 ) -> None:
-    out_dir, other = tmp_path / "run", tmp_path / "never-written"
-    # Process 1 is killed as the second epoch begins; process 0 has committed the first.
-    killed = _processes(tiny_imagenet, [out_dir, other], tmp_path, kill_second_at="begin:1")
-    stdout, stderr = killed[1].communicate(timeout=600)
-    assert killed[1].returncode == -signal.SIGKILL, stdout[-3000:] + stderr[-3000:]
-    died = time.monotonic()
-    ((code, stdout, stderr),) = _finish(killed[:1], 120)
-    ended = time.monotonic() - died
+    runs = killed_and_resumed
+    (single, _, _), (code, stdout, stderr), (killed, out, err) = runs.killed
+    assert single == killed == -signal.SIGKILL, out[-3000:] + err[-3000:]
     # Process 0 does not hang: either its collective fails at once (the peer's sockets close)
     # and it ends with one error line, or JAX ends it once the heartbeats stop (--process-timeout).
-    assert code != 0 and ended < 20 + 30, (code, ended, stdout[-2000:], stderr[-3000:])
+    assert code != 0 and runs.ended_after < 20 + 30, (code, runs.ended_after, stderr[-3000:])
     assert (
         "error: process 0 of 2 failed in JAX" in stderr
         or "JAX distributed service detected fatal errors" in stderr
-    ), stderr[-3000:]
-    assert training.resumed_epoch(out_dir / "backup") == 1
-    assert list((tmp_path / "tmp").glob("dlnotes-process-1-*"))  # left by the killed process
-    before = folder_state(out_dir)
+    ), stdout[-2000:] + stderr[-3000:]
+    assert runs.left_behind  # the killed process's private folder, until the next launch
 
-    # The same commands again: every process resumes after the first epoch.
-    results = _finish(_processes(tiny_imagenet, [out_dir, other], tmp_path), 600)
-    for code, stdout, stderr in results:
+    # Started again, every process resumes after the first epoch and finishes.
+    for code, stdout, stderr in runs.resumed:
         assert code == 0, stdout[-3000:] + stderr[-3000:]
         assert "resuming after epoch 1 of 2" in stdout
-    assert training.read_log(out_dir / "history.csv")["epoch"] == [0.0, 1.0]
-    metrics = json.loads((out_dir / "metrics.json").read_text())
+        assert "batch 100 on 4 replica(s), 3 steps per epoch" in stdout
+    assert (
+        "process 1 of 2 (KERAS_DISTRIBUTION_NUM_PROCESSES, KERAS_DISTRIBUTION_PROCESS_ID"
+        in (runs.resumed[2][1])
+    )
+    assert training.read_log(runs.two / "history.csv")["epoch"] == [0.0, 1.0]
+    metrics = json.loads((runs.two / "metrics.json").read_text())
     assert metrics["epochs_completed"] == 2 and metrics["processes"] == 2
-    assert folder_state(out_dir) != before
-    assert not other.exists() and not list((tmp_path / "tmp").iterdir())  # cleaned up
+    # Process 1 ran on a private folder of its own, never on --out-dir; none is left.
+    assert not runs.elsewhere.exists() and not list(runs.private.iterdir())
+
+
+@pytest.mark.slow
+def test_two_processes_with_two_devices_train_as_one_process_with_four(
+    killed_and_resumed: _Runs,
+) -> None:
+    runs = killed_and_resumed
+    for code, stdout, stderr in runs.resumed:
+        assert code == 0, stdout[-3000:] + stderr[-3000:]
+    history = [training.read_log(folder / "history.csv") for folder in (runs.one, runs.two)]
+    assert history[0]["epoch"] == history[1]["epoch"] == [0.0, 1.0]
+    for name, values in history[0].items():  # losses, accuracies, validation
+        np.testing.assert_allclose(history[1][name], values, rtol=1e-4, atol=1e-5, err_msg=name)
+    for name in ("best.weights.h5", "backup/latest.weights.h5"):  # weights and optimiser state
+        expected, found = _weights(runs.one / name), _weights(runs.two / name)
+        assert found.keys() == expected.keys() and len(found) > 20
+        for key, value in expected.items():
+            np.testing.assert_allclose(found[key], value, rtol=1e-4, atol=1e-6, err_msg=key)
+    metrics = [json.loads((folder / "metrics.json").read_text()) for folder in (runs.one, runs.two)]
+    assert (metrics[0]["processes"], metrics[1]["processes"]) == (1, 2)
+    assert metrics[1]["replicas"] == 4 and metrics[1]["global_batch_size"] == 100
+    for name in ("val_top1", "val_top5", "best_val_top1"):
+        assert metrics[1][name] == pytest.approx(metrics[0][name], abs=1e-6), name
+    # The same global batch on four devices, as one process or as two: either may resume it.
+    assert (runs.one / "devices.json").read_text() == (runs.two / "devices.json").read_text()

@@ -18,16 +18,22 @@ one per GPU) trains one data-parallel program over the devices of all of them:
 * **Feeding**: every process computes the same global batches from the same seed and feeds its
   consecutive share (:class:`dlnotes.data.device_data.IndexBatches` with ``process_index``), so
   the run is the one-process run with the same devices, up to float rounding.
-* **The run folder**: process 0 alone reads and writes it (lock, checks, checkpoints, logs,
-  manifest, metrics). The others receive what they need from it: whether the run can go on and
-  from which epoch (:meth:`ProcessGroup.settle`), and on a resume the restored weights and
-  optimiser state (:class:`StateFromProcessZero`). They do not need to see the folder at all.
+* **The run folder**: process 0 alone locks, checks and writes it (checkpoints, logs, manifest,
+  metrics). The others cannot just skip the checkpoints: with several JAX processes, assigning a
+  host value to a variable is a collective in which every process takes part (``jax.device_put``
+  checks that all pass the same value), and Keras creates a variable the first time it saves a
+  checkpoint and assigns every one when it restores one. So every process runs the same steps and
+  callbacks in the same order, the others on a private temporary folder
+  (:func:`private_run_folder`); :meth:`ProcessGroup.settle` tells them where to start and, on a
+  resume, copies process 0's committed backup into their folder. They need the data, not the run
+  folder.
 * **Failures**: an error found before training by any process (settings, data, a run folder that
   refuses the command) is raised by every process (:meth:`ProcessGroup.failures_shared`), so all
-  exit with status 1. A process that dies makes JAX end the others — at once when it was process
-  0, which runs the coordination service, otherwise after ``--process-timeout`` seconds without
-  its heartbeat — with JAX's message "Terminating process because the JAX distributed service
-  detected fatal errors"; running the same commands again resumes after the last finished epoch.
+  exit with status 1. A process that dies ends the others: at once when their next collective
+  fails (:class:`LostContact`, one ``error:`` line), or when JAX has not heard its heartbeat for
+  ``--process-timeout`` seconds (JAX's "Terminating process because the JAX distributed service
+  detected fatal errors"; at once when the dead one was process 0, which runs the coordination
+  service). Running the same commands again resumes after the last finished epoch.
 """
 
 from __future__ import annotations
@@ -55,6 +61,8 @@ NUM_PROCESSES_ENV = "KERAS_DISTRIBUTION_NUM_PROCESSES"
 PROCESS_ID_ENV = "KERAS_DISTRIBUTION_PROCESS_ID"
 SLURM_NUM_TASKS_ENV = "SLURM_NTASKS"
 SLURM_TASK_ID_ENV = "SLURM_PROCID"
+SLURM_STEP_ENV = ("SLURM_JOB_ID", "SLURM_STEP_NODELIST", "SLURM_LOCALID")
+"""With the two above, the variables by which JAX recognises a task started by ``srun``."""
 
 DEFAULT_TIMEOUT = 100
 """Seconds of ``--process-timeout``: JAX's own default heartbeat timeout."""
@@ -115,7 +123,8 @@ def process_settings(
     """Resolve and check the processes of a run, before anything is started or written.
 
     Each value comes from its flag, else from the variable ``keras.distribution.initialize``
-    reads, else (number and id) from SLURM's variables. Several processes need
+    reads, else (number and id) from SLURM's variables in a task started by ``srun`` (those JAX
+    recognises; JAX then derives the coordinator). Several processes need
     ``--distribute data-parallel`` (SLURM's variables are ignored without it) and the JAX backend.
 
     Args:
@@ -140,7 +149,9 @@ def process_settings(
             f"{timeout}"
         )
     distributed = getattr(args, "distribute", "none") != "none"
-    slurm = distributed and SLURM_TASK_ID_ENV in environ and SLURM_NUM_TASKS_ENV in environ
+    slurm = distributed and all(
+        name in environ for name in (SLURM_NUM_TASKS_ENV, SLURM_TASK_ID_ENV, *SLURM_STEP_ENV)
+    )
     sources = []
 
     count = getattr(args, "num_processes", None)
@@ -391,8 +402,9 @@ def private_run_folder(index: int) -> Iterator[Path]:
         The folder.
     """
     parent = Path(tempfile.gettempdir())
-    storage.remove_abandoned(parent, "dlnotes-process-*")
-    with storage.staging_folder(parent, f"dlnotes-process-{index}-") as folder:
+    user = os.getuid() if hasattr(os, "getuid") else 0  # only one's own folders are removed
+    storage.remove_abandoned(parent, f"dlnotes-{user}-process-*")
+    with storage.staging_folder(parent, f"dlnotes-{user}-process-{index}-") as folder:
         yield folder
 
 
