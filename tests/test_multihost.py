@@ -186,7 +186,8 @@ def test_process_settings_come_from_the_flags_then_keras_variables_then_slurm(
          "2 processes (--num-processes, --coordinator-address) train one run together only "
          "with --distribute data-parallel"),
         ({"num_processes": 2, "coordinator_address": "h:1"}, {}, "tensorflow",
-         "2 processes need KERAS_BACKEND=jax, not tensorflow"),
+         "2 processes (--num-processes, --coordinator-address) need KERAS_BACKEND=jax, not "
+         "tensorflow"),
         ({"process_timeout": 0}, {}, "jax", "--process-timeout must be a number of seconds from 1"),
     ],
 )  # fmt: skip
@@ -207,7 +208,7 @@ def test_several_processes_on_tensorflow_are_refused_before_the_run_folder_is_to
     multi = ["--distribute", "data-parallel", "--num-processes", "2", "--process-id", "1"]
     code = training.main([*arguments, *multi, "--coordinator-address", "localhost:1"])
     error = capsys.readouterr().err
-    assert code == 1 and "error: 2 processes need KERAS_BACKEND=jax, not tensorflow" in error
+    assert code == 1 and "need KERAS_BACKEND=jax, not tensorflow: on TensorFlow" in error
     assert "keras-team/keras/issues/20585" in error
     assert not out_dir.exists()
 

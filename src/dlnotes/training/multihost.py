@@ -206,9 +206,10 @@ def process_settings(
     backend = keras_backend()
     if backend != "jax":
         raise ValueError(
-            f"{count} processes need KERAS_BACKEND=jax, not {backend}: on TensorFlow the trainer "
-            "uses every GPU of one machine (MirroredStrategy), and Keras 3 does not train with "
-            "MultiWorkerMirroredStrategy (https://github.com/keras-team/keras/issues/20585)"
+            f"{count} processes ({', '.join(sources)}) need KERAS_BACKEND=jax, not {backend}: on "
+            "TensorFlow the trainer uses every GPU of one machine (MirroredStrategy), and Keras 3 "
+            "does not train with MultiWorkerMirroredStrategy "
+            "(https://github.com/keras-team/keras/issues/20585)"
         )
     if coordinator is None and not slurm:
         raise ValueError(
