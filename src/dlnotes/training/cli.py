@@ -23,6 +23,10 @@ once there is room; so does Ctrl-C (exit status 130, :mod:`dlnotes.commands`). A
 with compilation, steady epochs, final evaluation, the whole command), the versions, the device
 and the dataset's size. ``--dry-run`` prints the resolved configuration as JSON and exits. Works
 on every Keras backend that trains (``KERAS_BACKEND=jax`` on a GPU machine without TensorFlow).
+On JAX, ``--distribute data-parallel`` also trains over several processes — several machines —
+started with the same command and told who is who by ``--coordinator-address``,
+``--num-processes`` and ``--process-id`` (or Keras' or SLURM's variables); process 0 alone writes
+``OUT`` (:mod:`dlnotes.training.multihost`).
 """
 
 from __future__ import annotations
