@@ -246,3 +246,28 @@ def test_free_space_check_stops_before_the_checkpoints(
     monkeypatch.setattr(training_callbacks.shutil, "disk_usage", lambda path: usage)
     with pytest.raises(OSError, match=f"no room for the checkpoints of epoch 1 in {tmp_path}"):
         check.on_epoch_end(0)
+
+
+def test_record_run_writes_the_records_and_their_manifest_once(tmp_path: Path) -> None:
+    config = training.TrainConfig.for_profile("smoke")
+    rng = np.random.default_rng(0)
+    dataset = training.Dataset(
+        train_images=rng.integers(0, 256, (4, 64, 64, 3), dtype=np.uint8),
+        train_labels=np.array([0, 1, 0, 1]),
+        val_images=rng.integers(0, 256, (2, 64, 64, 3), dtype=np.uint8),
+        val_labels=np.array([0, 1]),
+        class_ids=["n0", "n1"],
+        mean=[1.0, 2.0, 3.0],
+        std=[4.0, 5.0, 6.0],
+        decode_seconds=0.0,
+        fingerprint="abc",
+    )
+    training.record_run(tmp_path, config, dataset, tmp_path, replicas=1, global_batch=2)
+    records = {name: (tmp_path / name).read_text() for name in training.manifest.RECORD_FILES}
+    assert json.loads(records["config.json"])["batch_size"] == config.batch_size
+    assert json.loads(records["devices.json"]) == {"replicas": 1, "global_batch_size": 2}
+    assert json.loads(records["dataset.json"])["fingerprint"] == "abc"
+    training.check_run_folder_files(tmp_path, finished=0)  # the manifest lists them
+    other = training.TrainConfig.for_profile("smoke", epochs=config.epochs + 1)
+    training.record_run(tmp_path, other, dataset, tmp_path, replicas=2, global_batch=4)
+    assert {name: (tmp_path / name).read_text() for name in records} == records  # written once

@@ -93,6 +93,12 @@ class IndexBatches(keras.utils.PyDataset):
     evaluation; ``inputs`` is ``{"index": …}`` plus, with ``mixing_inputs``, ``"partner"``,
     ``"box"`` and ``"mix_weight"``. Targets are float32 one-hot rows (blended when mixing).
 
+    With several processes (``process_count`` > 1), ``batch_size`` is the global batch and each
+    item is this process's consecutive share of it: rows ``[p·B/n, (p+1)·B/n)`` of the batch that
+    one process would get, mixing partners and CutMix boxes included. Every process computes the
+    same global order from the same seed, so together they use each image of an epoch once, as
+    one process would.
+
     Args:
         labels: ``(N,)`` integer labels of the images, in index order.
         num_classes: Number of classes.
@@ -106,10 +112,13 @@ class IndexBatches(keras.utils.PyDataset):
         mixing_inputs: Emit the partner/box/weight inputs (the model has them).
         image_size: ``(H, W)`` of the images (for CutMix boxes).
         first_epoch: Epoch the sequence starts at (a resumed run continues the sequence).
+        process_index: This process's position among the processes that share each batch.
+        process_count: Processes that share each batch (``batch_size`` must be a multiple).
 
     Raises:
-        ValueError: For an empty label array, a batch size outside ``[1, N]`` in training, or
-            mixing requested without ``mixing_inputs``.
+        ValueError: For an empty label array, a batch size outside ``[1, N]`` in training, a
+            batch that the processes cannot share evenly, a process index outside
+            ``[0, process_count)``, or mixing requested without ``mixing_inputs``.
     """
 
     def __init__(
@@ -127,6 +136,8 @@ class IndexBatches(keras.utils.PyDataset):
         mixing_inputs: bool = False,
         image_size: tuple[int, int] = (64, 64),
         first_epoch: int = 0,
+        process_index: int = 0,
+        process_count: int = 1,
     ) -> None:
         super().__init__()
         self.labels = np.asarray(labels, dtype=np.int64)
@@ -136,6 +147,14 @@ class IndexBatches(keras.utils.PyDataset):
             raise ValueError(
                 f"batch of {batch_size} does not fit the {len(self.labels)} images "
                 "(need 1 ≤ batch ≤ images for training)"
+            )
+        if process_count < 1 or batch_size % process_count:
+            raise ValueError(
+                f"a batch of {batch_size} cannot be shared evenly by {process_count} process(es)"
+            )
+        if not 0 <= process_index < process_count:
+            raise ValueError(
+                f"process_index must be from 0 to {process_count - 1}, got {process_index}"
             )
         if mix_mode not in mixing.MODES:
             raise ValueError(f"mix_mode must be one of {mixing.MODES}, got {mix_mode!r}")
@@ -152,6 +171,8 @@ class IndexBatches(keras.utils.PyDataset):
         self.mixing_inputs = mixing_inputs
         self.image_size = image_size
         self.epoch = first_epoch
+        share = batch_size // process_count
+        self._share = slice(process_index * share, (process_index + 1) * share)
         self._order = self._epoch_order()
 
     def _epoch_order(self) -> np.ndarray:
@@ -196,9 +217,11 @@ class IndexBatches(keras.utils.PyDataset):
                 box=mix.boxes,
                 mix_weight=mix.weights,
             )
+        share = self._share  # this process's rows of the global batch
+        inputs = {name: value[share] for name, value in inputs.items()}
         if self.shuffle:
-            return inputs, targets
+            return inputs, targets[share]
         start = index * self.batch_size
         positions = np.arange(start, start + self.batch_size)
         weights = (positions < len(self.labels)).astype(np.float32)
-        return inputs, targets, weights
+        return inputs, targets[share], weights[share]

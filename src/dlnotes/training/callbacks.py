@@ -103,7 +103,8 @@ STAGED_MANIFEST = "next-manifest.json"
 
 KILL_POINT_ENV = "DLNOTES_TEST_KILL_AT"
 """Test hook: ``"POINT:EPOCH"`` makes the process SIGKILL itself at that point of the backup of
-that (0-based) epoch; POINT is ``staged``, ``committed`` or ``rolling`` (see :class:`RunBackup`)."""
+that (0-based) epoch; POINT is ``staged``, ``committed`` or ``rolling`` (see :class:`RunBackup`),
+or ``begin``: when the epoch begins."""
 
 
 def _kill_point(point: str, epoch: int | None) -> None:
@@ -268,6 +269,7 @@ class RunBackup(keras.callbacks.BackupAndRestore):
             self.best_checkpoint.best = float(metadata["best"])
 
     def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        _kill_point("begin", epoch)
         if self.best_checkpoint is not None:
             self._best_at_epoch_begin = self.best_checkpoint.best
 

@@ -4,6 +4,7 @@ Usage:
     python -m dlnotes.train --data-dir ROOT --out-dir OUT [--profile smoke|full]
         [--epochs N] [--batch-size B] [--levels 4,6,3,2] [--width 64] [--mix cutmix] …
         [--distribute none|data-parallel] [--dry-run]
+        [--coordinator-address HOST:PORT --num-processes N --process-id I] [--process-timeout S]
 
 Re-running the same command after an interruption — even ``kill -9`` at any instant, checkpoint
 writes included — resumes from ``OUT/backup`` after the last finished epoch and finishes the
@@ -22,6 +23,10 @@ once there is room; so does Ctrl-C (exit status 130, :mod:`dlnotes.commands`). A
 with compilation, steady epochs, final evaluation, the whole command), the versions, the device
 and the dataset's size. ``--dry-run`` prints the resolved configuration as JSON and exits. Works
 on every Keras backend that trains (``KERAS_BACKEND=jax`` on a GPU machine without TensorFlow).
+On JAX, ``--distribute data-parallel`` also trains over several processes — several machines —
+started with the same command and told who is who by ``--coordinator-address``,
+``--num-processes`` and ``--process-id`` (or Keras' or SLURM's variables); process 0 alone writes
+``OUT`` (:mod:`dlnotes.training.multihost`).
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from dlnotes.data import mixing
+from dlnotes.training import multihost
 from dlnotes.training.config import DISTRIBUTE_CHOICES, TRAINING_PROFILES
 from dlnotes.training.runner import run
 
@@ -121,7 +127,39 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         choices=DISTRIBUTE_CHOICES,
         default="none",
         help="data-parallel: every local accelerator, with keras.distribution.DataParallel on "
-        "JAX or tf.distribute.MirroredStrategy on TensorFlow ('mirrored' is an alias)",
+        "JAX (and those of every process, see below) or tf.distribute.MirroredStrategy on "
+        "TensorFlow ('mirrored' is an alias)",
+    )
+    processes = parser.add_argument_group(
+        "several processes (several machines; JAX, with --distribute data-parallel)",
+        "start the same command once per process; process 0 alone writes --out-dir",
+    )
+    processes.add_argument(
+        "--coordinator-address",
+        default=None,
+        metavar="HOST:PORT",
+        help="where process 0 listens for the others (default: KERAS_DISTRIBUTION_JOB_ADDRESSES; "
+        "under SLURM, JAX derives it from the job's first node)",
+    )
+    processes.add_argument(
+        "--num-processes",
+        type=int,
+        default=None,
+        help="processes of the run (default: KERAS_DISTRIBUTION_NUM_PROCESSES, SLURM_NTASKS or 1)",
+    )
+    processes.add_argument(
+        "--process-id",
+        type=int,
+        default=None,
+        help="this process's id, from 0 (default: KERAS_DISTRIBUTION_PROCESS_ID, SLURM_PROCID "
+        "or 0)",
+    )
+    processes.add_argument(
+        "--process-timeout",
+        type=int,
+        default=None,
+        help="seconds to wait for every process to connect, before a silent process ends the "
+        "run, and at the end (default: 100)",
     )
     parser.add_argument(
         "--tfrecords",
@@ -164,5 +202,7 @@ def main(argv: list[str] | None = None, *, started: float | None = None) -> int:
         run(args, started=started)
     except (ValueError, OSError) as error:  # FileNotFoundError and FolderInUse included
         print(f"error: {error}", file=sys.stderr)
+        if isinstance(error, multihost.LostContact):  # the others will not come to say goodbye
+            multihost.leave(1)
         return 1
     return 0

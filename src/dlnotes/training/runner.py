@@ -27,7 +27,7 @@ import numpy as np
 from dlnotes import data, models, runtime
 from dlnotes.data import decode_cache, device_data
 from dlnotes.runtime import paths, profiles, storage
-from dlnotes.training import callbacks, manifest, optimization
+from dlnotes.training import callbacks, manifest, multihost, optimization
 from dlnotes.training.config import DISTRIBUTE_CHOICES, TrainConfig, make_config
 
 if TYPE_CHECKING:
@@ -357,7 +357,7 @@ def check_devices(out_dir: Path, replicas: int, global_batch: int) -> None:
         )
 
 
-def _record_run(
+def record_run(
     out_dir: Path,
     config: TrainConfig,
     dataset: Dataset,
@@ -366,11 +366,21 @@ def _record_run(
     replicas: int,
     global_batch: int,
 ) -> None:
-    """Write the run's settings, devices and data, then the manifest that lists them.
+    """Write a run folder's records: settings, devices and data, then the manifest listing them.
 
+    The trainer calls this once its checks have passed, before training; a training loop of one's
+    own calls it before ``fit`` so that the folder is the trainer's and the command can resume it.
     Once: a folder with a manifest holds them already (checked, never rewritten). Without one,
     any of them left by a run killed before its manifest was written was checked to agree with
     this command, and is written again with the same content.
+
+    Args:
+        out_dir: The run folder.
+        config: The run's settings (``config.json``).
+        dataset: The decoded data (class ids, pixel statistics and fingerprint: ``dataset.json``).
+        root: The dataset root it came from.
+        replicas: Devices (``devices.json``).
+        global_batch: Images per step over all devices.
     """
     if (out_dir / manifest.MANIFEST).is_file():
         return
@@ -402,6 +412,8 @@ def distribution(kind: str) -> Iterator[tuple[int, Any]]:
       (one program over all devices; batch-norm statistics are computed over the global batch);
       on TensorFlow, ``tf.distribute.MirroredStrategy`` (one replica per device; batch-norm
       statistics per replica). The global batch is the per-device batch × the replicas.
+      On JAX the devices are those of every process once :func:`dlnotes.training.multihost.start`
+      has connected them.
 
     Args:
         kind: One of :data:`DISTRIBUTE_CHOICES`.
@@ -426,8 +438,11 @@ def distribution(kind: str) -> Iterator[tuple[int, Any]]:
         return
     if backend == "jax":
         keras = runtime.import_quietly("keras")
-        devices = keras.distribution.list_devices()
-        keras.distribution.set_distribution(keras.distribution.DataParallel(devices=devices))
+        devices = keras.distribution.list_devices()  # of every process (multihost.start)
+        # Each process feeds its own share of every batch (IndexBatches' process_index).
+        keras.distribution.set_distribution(
+            keras.distribution.DataParallel(devices=devices, auto_shard_dataset=False)
+        )
         try:
             yield len(devices), contextlib.nullcontext()
         finally:
@@ -517,7 +532,13 @@ def build_models(
 
 
 def training_batches(
-    config: TrainConfig, dataset: Dataset, global_batch: int, *, first_epoch: int = 0
+    config: TrainConfig,
+    dataset: Dataset,
+    global_batch: int,
+    *,
+    first_epoch: int = 0,
+    process_index: int = 0,
+    process_count: int = 1,
 ) -> Any:
     """The shuffled training batches of indices (with MixUp/CutMix parameters) of a run.
 
@@ -526,6 +547,8 @@ def training_batches(
         dataset: The decoded images.
         global_batch: Images per step over all replicas.
         first_epoch: Epoch to start the sequence at (resuming).
+        process_index: This process's id (it gets its share of every global batch).
+        process_count: Processes sharing each batch.
 
     Returns:
         A :class:`dlnotes.data.device_data.IndexBatches`.
@@ -544,6 +567,8 @@ def training_batches(
         mixing_inputs=config.mix != "none",
         image_size=(dataset.train_images.shape[1], dataset.train_images.shape[2]),
         first_epoch=first_epoch,
+        process_index=process_index,
+        process_count=process_count,
     )
 
 
@@ -574,11 +599,17 @@ def run(args: argparse.Namespace, *, started: float | None = None) -> dict[str, 
         print(json.dumps({**asdict(config), "data_dir": str(data_dir)}, indent=2))
         return {}
     out_dir = args.out_dir
-    if out_dir.exists() and not out_dir.is_dir():
-        raise ValueError(f"--out-dir {out_dir} is a file, not a folder")
-    # One trainer per run folder; nothing is written into it before the checks below pass.
-    with storage.locked_folder(out_dir, what="trainer"):
-        return _run_in_folder(args, config, out_dir, started)
+    # Several processes connect here (one: nothing happens); errors before training are shared.
+    group = multihost.start(multihost.process_settings(args))
+    with group.failures_shared():
+        if not group.writes:  # only process 0 uses the run folder; the others, their own
+            with multihost.private_run_folder(group.index) as private:
+                return _run_in_folder(args, config, private, started, group)
+        if out_dir.exists() and not out_dir.is_dir():
+            raise ValueError(f"--out-dir {out_dir} is a file, not a folder")
+        # One trainer per run folder; nothing is written into it before the checks below pass.
+        with storage.locked_folder(out_dir, what="trainer"):
+            return _run_in_folder(args, config, out_dir, started, group)
 
 
 MAX_STEPS_PER_EXECUTION = 10_000
@@ -624,10 +655,15 @@ def check_run_options(args: argparse.Namespace) -> None:
             f"--tfrecords reads shards with tf.data and needs KERAS_BACKEND=tensorflow, not "
             f"{backend}"
         )
+    multihost.process_settings(args)  # the processes' flags and variables
 
 
 def _run_in_folder(
-    args: argparse.Namespace, config: TrainConfig, out_dir: Path, started: float
+    args: argparse.Namespace,
+    config: TrainConfig,
+    out_dir: Path,
+    started: float,
+    group: multihost.ProcessGroup,
 ) -> dict[str, Any]:
     # The one way the course finds its data: the given root, else the cache (downloaded once).
     root = (
@@ -638,7 +674,7 @@ def _run_in_folder(
     files = dataset_files(root, config, tfrecords=getattr(args, "tfrecords", None))
     # Finishes a committed backup that a kill interrupted (the one change before the checks);
     # then the folder's files, settings and data are checked, and nothing is written into it
-    # before the models are built (see _record_run).
+    # before the models are built (see record_run).
     first_epoch = callbacks.resumed_epoch(out_dir / "backup")
     manifest.check_run_folder_files(out_dir, finished=first_epoch)
     check_run_folder(out_dir, config, files)
@@ -671,8 +707,13 @@ def _run_in_folder(
                 f"{len(dataset.train_images)} training images"
             )
         check_devices(out_dir, replicas, global_batch)
-        steps_per_epoch = len(dataset.train_images) // global_batch
         steps_per_execution = args.steps_per_execution or (32 if capability is not None else 1)
+        # Several processes: wait for all, check they agree, and start each where process 0's
+        # run folder says (the others' folders are private and start empty).
+        settings = json.dumps([asdict(config), args.distribute, steps_per_execution])
+        identity = {"settings": settings, "data": files.fingerprint}
+        first_epoch = group.settle(first_epoch, identity, out_dir / "backup")
+        steps_per_epoch = len(dataset.train_images) // global_batch
         build_started = time.perf_counter()
         with scope:
             backbone, built = build_models(
@@ -685,9 +726,16 @@ def _run_in_folder(
                 steps_per_execution=steps_per_execution,
             )
         build_seconds = time.perf_counter() - build_started
-        train_batches = training_batches(config, dataset, global_batch, first_epoch=first_epoch)
+        train_batches = training_batches(
+            config,
+            dataset,
+            global_batch,
+            first_epoch=first_epoch,
+            process_index=group.index,
+            process_count=group.count,
+        )
         # The first write into the run folder: everything above only read it.
-        _record_run(out_dir, config, dataset, root, replicas=replicas, global_batch=global_batch)
+        record_run(out_dir, config, dataset, root, replicas=replicas, global_batch=global_batch)
 
         def val_batches(mixing_inputs: bool = config.mix != "none") -> device_data.IndexBatches:
             return device_data.IndexBatches(
@@ -697,6 +745,8 @@ def _run_in_folder(
                 shuffle=False,
                 offset=len(dataset.train_images),
                 mixing_inputs=mixing_inputs,
+                process_index=group.index,
+                process_count=group.count,
             )
 
         callbacks.truncate_log(out_dir / "history.csv", first_epoch)
@@ -789,6 +839,7 @@ def _run_in_folder(
         "device": runtime.device_description(),
         "distribute": args.distribute,
         "replicas": replicas,
+        "processes": group.count,
         "global_batch_size": global_batch,
         "steps_per_execution": steps_per_execution,
         "profile": config.profile,
