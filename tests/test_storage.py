@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from dlnotes.runtime import storage
@@ -100,3 +101,18 @@ def test_only_abandoned_staging_folders_are_removed(tmp_path: Path) -> None:
         assert live.is_dir() and not abandoned.exists()
     assert not live.exists()
     assert storage.remove_abandoned(tmp_path / "missing", "*") == []
+
+
+def test_atomic_path_keeps_the_old_file_when_the_writer_fails(tmp_path: Path) -> None:
+    target = tmp_path / "weights.npy"
+    with storage.atomic_path(target) as partial:
+        assert partial.name == "weights.npy.partial"
+        with partial.open("wb") as handle:
+            np.save(handle, np.arange(3))
+        assert not target.exists()  # nothing visible before the block ends
+    np.testing.assert_array_equal(np.load(target), np.arange(3))
+    with pytest.raises(RuntimeError, match="writer broke"), storage.atomic_path(target) as partial:
+        partial.write_bytes(b"half a file")
+        raise RuntimeError("writer broke")
+    np.testing.assert_array_equal(np.load(target), np.arange(3))  # unchanged
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["weights.npy"]  # no partial left

@@ -5,7 +5,9 @@ disk can fill up in the middle of a write. The course's tools therefore follow t
 
 * **Write, then rename.** A file is written under a temporary name in its final folder and moved
   into place with :func:`os.replace`, which is atomic on POSIX file systems: a reader sees the old
-  file or the new one, never half of one (:func:`write_text`, :func:`write_json`).
+  file or the new one, never half of one (:func:`atomic_path` for any writer, and its short forms
+  :func:`write_text`, :func:`write_json`). A folder is built the same way: in a
+  :func:`staging_folder` beside its final place, then moved there with one rename.
 * **One writer per folder.** :func:`locked_folder` holds an exclusive ``fcntl.flock`` on the folder
   itself while a tool writes into it. The kernel releases the lock when the process dies, however
   it dies, so a killed run never leaves the folder locked, and no lock file is left behind.
@@ -45,8 +47,41 @@ class FolderInUse(OSError):
     """Another process holds the folder's lock."""
 
 
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """A temporary name for ``path`` that replaces ``path`` when the block ends without error.
+
+    This is the one way the package writes a file: the block writes to the yielded path (with any
+    writer that takes a file name: ``numpy.save``, ``h5py``, a TFRecord writer, ``csv``), and the
+    file is then moved onto ``path`` with :func:`os.replace`. If the block raises, or the process
+    is killed, ``path`` keeps its previous content (or stays absent); the temporary file is removed
+    on an exception and is left as ``<name>.partial`` only by a killed process.
+
+    Args:
+        path: The file to write.
+
+    Yields:
+        Where to write it: ``<name>.partial`` in the same folder.
+
+    Raises:
+        OSError: Naming ``path`` when the file cannot be written or moved (e.g. the disk is
+            full); other exceptions of the block propagate unchanged.
+    """
+    path = Path(path)
+    partial = path.with_name(path.name + ".partial")
+    try:
+        yield partial
+        os.replace(partial, path)
+    except OSError as error:
+        partial.unlink(missing_ok=True)
+        raise OSError(error.errno, f"could not write {path}: {error.strerror or error}") from error
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+
+
 def write_text(path: str | os.PathLike[str], text: str) -> None:
-    """Replace ``path`` by ``text`` atomically: a temporary file in the same folder, then a rename.
+    """Replace ``path`` by ``text`` atomically (see :func:`atomic_path`).
 
     Args:
         path: The file to write.
@@ -56,14 +91,8 @@ def write_text(path: str | os.PathLike[str], text: str) -> None:
         OSError: Naming ``path`` when the file cannot be written (e.g. the disk is full); the
             previous content, if any, is unchanged and no temporary file is left.
     """
-    path = Path(path)
-    partial = path.with_name(path.name + ".partial")
-    try:
+    with atomic_path(path) as partial:
         partial.write_text(text)
-        os.replace(partial, path)
-    except OSError as error:
-        partial.unlink(missing_ok=True)
-        raise OSError(error.errno, f"could not write {path}: {error.strerror or error}") from error
 
 
 def write_json(path: str | os.PathLike[str], value: Any) -> None:
