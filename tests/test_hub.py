@@ -194,6 +194,21 @@ def test_standin_export_refuses_an_existing_folder(tmp_path: Path) -> None:
         )
 
 
+def test_an_export_appears_whole_and_clears_what_a_killed_export_left(tmp_path: Path) -> None:
+    abandoned = tmp_path / ".standin.partial-killed"  # a staging folder whose process died
+    (abandoned / "model").mkdir(parents=True)
+    folder = hub.export_standin_classifier(
+        tmp_path / "standin",
+        np.zeros((2, 8, 8, 3), "uint8"),
+        np.array([0, 1]),
+        ["n01440764", "n01443537"],
+        epochs=1,
+        input_size=32,
+    )
+    assert (folder / "saved_model.pb").is_file()
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["standin"]
+
+
 @pytest.fixture(scope="module")
 def offline_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """An empty dlnotes cache for this module, with the real pretrained weights configured."""

@@ -113,4 +113,3 @@ def setup(app: Any) -> dict[str, Any]:
     app.connect("html-page-context", _add_colab_link)
     app.connect("build-finished", _copy_mathjax)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
-
