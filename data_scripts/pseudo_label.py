@@ -1,7 +1,7 @@
 """Label a split of Tiny ImageNet with a pretrained ImageNet classifier, without moving any file.
 
 The same as the ``dlnotes-pseudo-label`` command installed with the package
-(:func:`dlnotes.models.hub.main`).
+(:func:`dlnotes.models.hub.cli.main`).
 """
 
 from __future__ import annotations

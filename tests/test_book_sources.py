@@ -12,6 +12,7 @@ from pathlib import Path
 import nbformat
 import pytest
 import yaml
+from notebook_pairing import pairing_differences
 
 from dlnotes import book
 from dlnotes.book import colab
@@ -97,7 +98,7 @@ def test_chapters_are_numbered_in_reading_order() -> None:
 @pytest.mark.parametrize("chapter", CHAPTERS, ids=lambda p: p.stem)
 def test_pairs_are_in_sync(chapter: Path) -> None:
     notebook = REPO / colab.notebook_for_chapter(f"chapters/{chapter.name}")
-    differences = book.pairing_differences(chapter, notebook)
+    differences = pairing_differences(chapter, notebook)
     assert not differences, (
         f"{chapter.name} and its notebook are out of sync; run "
         f"`jupytext --sync chapters/{chapter.name}`:\n" + "\n".join(differences)
@@ -112,7 +113,7 @@ def test_editing_one_line_without_sync_is_detected(tmp_path: Path) -> None:
     index = next(i for i, line in enumerate(text) if line.startswith("This chapter"))
     text[index] = text[index].replace("This chapter", "This edited chapter")
     edited.write_text("".join(text))
-    differences = book.pairing_differences(edited, notebook)
+    differences = pairing_differences(edited, notebook)
     assert differences and "edited" in differences[0]
 
 
@@ -218,7 +219,7 @@ def test_pairing_reports_a_missing_notebook(tmp_path: Path) -> None:
     copy = tmp_path / "x.md"
     shutil.copy(CHAPTERS[0], copy)
     with pytest.raises(FileNotFoundError, match="missing half"):
-        book.pairing_differences(copy, tmp_path / "x.ipynb")
+        pairing_differences(copy, tmp_path / "x.ipynb")
 
 
 SPHINX_ONLY_CODE_DIRECTIVES = ("literalinclude", "include")
@@ -289,7 +290,7 @@ def test_a_fork_changes_one_line(tmp_path: Path) -> None:
     for notebook in sorted((fork / "notebooks").glob("*.ipynb")):
         cells = nbformat.read(notebook, as_version=4).cells
         assert next(c for c in cells if c.cell_type == "code").source == expected
-        assert book.pairing_differences(fork / "chapters" / f"{notebook.stem}.md", notebook) == []
+        assert pairing_differences(fork / "chapters" / f"{notebook.stem}.md", notebook) == []
     # The Colab links follow the same line when the book is built (html_theme_options).
     assert colab.colab_url("https://github.com/someone/fork", "main", "notebooks/x.ipynb") == (
         "https://colab.research.google.com/github/someone/fork/blob/main/notebooks/x.ipynb"

@@ -6,18 +6,17 @@ matplotlib.use("Agg")
 
 import keras
 import matplotlib.pyplot as plt
-import numpy as np
 import pytest
 
 from dlnotes import models
 from dlnotes.book import diagrams
-from dlnotes.theory import gradcheck, graph
+from dlnotes.theory import circuits, graph
 
 
-def _neuron(values: dict[str, float]) -> diagrams.Circuit:
-    circuit = diagrams.Circuit()
-    for name in ("w0", "x0", "w1", "x1", "w2"):
-        circuit.input(name, values[name])
+def _neuron() -> circuits.Circuit:
+    circuit = circuits.Circuit()
+    for name, value in (("w0", 2.0), ("x0", -1.0), ("w1", -3.0), ("x1", -2.0), ("w2", -3.0)):
+        circuit.input(name, value)
     circuit.apply("a", graph.Multiply(), "w0", "x0")
     circuit.apply("b", graph.Multiply(), "w1", "x1")
     circuit.apply("s", graph.Add(), "a", "b")
@@ -26,72 +25,8 @@ def _neuron(values: dict[str, float]) -> diagrams.Circuit:
     return circuit
 
 
-def test_circuit_gradients_match_central_differences() -> None:
-    names = ("w0", "x0", "w1", "x1", "w2")
-    point = np.array([2.0, -1.0, -3.0, -2.0, -3.0])
-    circuit = _neuron(dict(zip(names, point, strict=True)))
-    assert circuit.values["f"] == pytest.approx(1 / (1 + np.exp(-1.0)))
-    gradients = circuit.backward()
-
-    def f(values: np.ndarray) -> float:
-        return _neuron(dict(zip(names, values, strict=True))).values["f"]
-
-    numerical = gradcheck.numerical_gradient(f, point)
-    ours = np.array([gradients[name] for name in names])
-    assert gradcheck.relative_error(ours, numerical) < 1e-9
-
-
-def test_gradients_add_up_where_a_value_is_used_twice() -> None:
-    circuit = diagrams.Circuit()
-    circuit.input("x", 3.0)
-    circuit.input("y", -1.0)
-    circuit.apply("p", graph.Multiply(), "x", "y")
-    circuit.apply("m", graph.Max(), "x", "y")
-    circuit.apply("f", graph.Add(), "p", "m")
-    gradients = circuit.backward()
-    assert gradients["x"] == pytest.approx(-1.0 + 1.0)
-    assert gradients["y"] == pytest.approx(3.0)
-    assert circuit.edge_gradients[("x", "p", 0)] == pytest.approx(-1.0)
-    assert circuit.edge_gradients[("x", "m", 0)] == pytest.approx(1.0)
-    square = diagrams.Circuit()
-    square.input("x", 1.5)
-    square.apply("f", graph.Multiply(), "x", "x")
-    assert square.backward()["x"] == pytest.approx(3.0)
-
-
-def test_backward_from_an_intermediate_value() -> None:
-    circuit = _neuron({"w0": 2.0, "x0": -1.0, "w1": -3.0, "x1": -2.0, "w2": -3.0})
-    gradients = circuit.backward("s")
-    assert gradients["w0"] == pytest.approx(-1.0) and "w2" not in gradients
-
-
-@pytest.mark.parametrize(
-    ("build", "message"),
-    [
-        (lambda c: (c.input("x", 1.0), c.input("x", 2.0)), "already has a value named 'x'"),
-        (lambda c: c.input("", 1.0), "non-empty name"),
-        (lambda c: c.apply("f", graph.Add(), "x", "nowhere"), r"unknown \['x', 'nowhere'\]"),
-        (lambda c: c.backward(), "no operation"),
-    ],
-)
-def test_circuit_rejects_bad_use(build, message: str) -> None:
-    with pytest.raises(ValueError, match=message):
-        build(diagrams.Circuit())
-
-
-def test_a_node_object_serves_one_operation() -> None:
-    circuit = diagrams.Circuit()
-    circuit.input("x", 1.0)
-    node = graph.Sigmoid()
-    circuit.apply("a", node, "x")
-    with pytest.raises(ValueError, match="already used"):
-        circuit.apply("b", node, "a")
-    with pytest.raises(ValueError, match="unknown output 'zzz'"):
-        circuit.backward("zzz")
-
-
 def test_draw_circuit_labels_every_wire() -> None:
-    circuit = _neuron({"w0": 2.0, "x0": -1.0, "w1": -3.0, "x1": -2.0, "w2": -3.0})
+    circuit = _neuron()
     with pytest.raises(ValueError, match=r"run circuit\.backward"):
         diagrams.draw_circuit(circuit)
     circuit.backward()
@@ -135,18 +70,24 @@ def test_draw_network_shows_every_block() -> None:
         diagrams.draw_network([])
 
 
-def test_batch_norm_circuit_backpropagates_the_closed_form_gradient() -> None:
-    from dlnotes.theory import batchnorm
-
-    circuit = diagrams.batch_norm_circuit([0.5, -2.0], [1.3, 0.4], eps=1e-2)
-    gradients = circuit.backward()
-    closed = batchnorm.batch_norm_grads(
-        np.array([[0.5], [-2.0]]), np.ones(1), np.zeros(1), np.array([[1.3], [0.4]]), eps=1e-2
-    )[0]
-    np.testing.assert_allclose([gradients["x₁"], gradients["x₂"]], closed.ravel(), rtol=1e-10)
-    assert circuit.rows["x₁"] == 0 and circuit.rows["x₂"] == 4  # drawn as two symmetric chains
-    assert circuit.columns()["ε"] == circuit.columns()["v + ε"] - 1  # a constant beside its gate
+def test_a_batch_norm_circuit_is_drawn_with_each_constant_beside_its_gate() -> None:
+    circuit = circuits.batch_norm_circuit([0.5, -2.0], [1.3, 0.4], eps=1e-2)
+    circuit.backward()
+    columns = diagrams.circuit_columns(circuit)
+    assert columns["ε"] == columns["v + ε"] - 1  # a constant beside its gate
+    assert columns["x₁"] == 0 and columns["μ"] == 1
     fig = diagrams.draw_circuit(circuit)
     assert fig.axes
-    with pytest.raises(ValueError, match="got 3 and 2"):
-        diagrams.batch_norm_circuit([1.0, 2.0, 3.0], [1.0, 1.0])
+    plt.close(fig)
+
+
+def test_a_gate_shows_its_label_or_its_symbol() -> None:
+    circuit = circuits.Circuit()
+    circuit.input("x", 2.0)
+    circuit.apply("s", graph.Square(), "x")
+    circuit.apply("f", graph.Sigmoid(), "s", label="act")
+    circuit.backward()
+    fig = diagrams.draw_circuit(circuit)
+    texts = [text.get_text() for text in fig.axes[0].texts]
+    assert "x²" in texts and "act" in texts and "σ" not in texts
+    plt.close(fig)

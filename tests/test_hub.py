@@ -16,6 +16,7 @@ from conftest import ArchiveServer, decompression_bomb, pretrained_dir, run_scri
 from dlnotes import data, runtime
 from dlnotes.data import imagenet_classes, synthetic
 from dlnotes.models import hub
+from dlnotes.models.hub import cli
 from dlnotes.runtime import paths
 
 REPO = Path(__file__).resolve().parents[1]
@@ -156,14 +157,14 @@ def test_cli_names_a_tiff_named_jpeg_and_a_bomb_and_a_wrong_input_size(
     bomb.write_bytes(decompression_bomb())
     out = tmp_path / "labels.csv"
     arguments = ["--data-dir", str(tiny_imagenet_copy), "--model", str(standin), "--out", str(out)]
-    code = hub.main([*arguments, "--input-size", str(SMALL_INPUT)])
+    code = cli.main([*arguments, "--input-size", str(SMALL_INPUT)])
     error = capsys.readouterr().err
     assert code == 1 and "2 unreadable image file(s)" in error, error
     assert f"{tiff}: holds a TIFF image, not JPEG as its name says" in error
     assert f"{bomb}: refused as a possible decompression bomb" in error
     for path in (tiff, bomb):
         path.unlink()
-    code = hub.main([*arguments, "--input-size", "64"])
+    code = cli.main([*arguments, "--input-size", "64"])
     error = capsys.readouterr().err
     assert code == 1, error
     assert f"the model {standin} takes images of 96×96 pixels, not 64×64" in error
@@ -191,6 +192,21 @@ def test_standin_export_refuses_an_existing_folder(tmp_path: Path) -> None:
         hub.export_standin_classifier(
             tmp_path, np.zeros((1, 8, 8, 3), "uint8"), np.array([0]), ["n01443537"]
         )
+
+
+def test_an_export_appears_whole_and_clears_what_a_killed_export_left(tmp_path: Path) -> None:
+    abandoned = tmp_path / ".standin.partial-killed"  # a staging folder whose process died
+    (abandoned / "model").mkdir(parents=True)
+    folder = hub.export_standin_classifier(
+        tmp_path / "standin",
+        np.zeros((2, 8, 8, 3), "uint8"),
+        np.array([0, 1]),
+        ["n01440764", "n01443537"],
+        epochs=1,
+        input_size=32,
+    )
+    assert (folder / "saved_model.pb").is_file()
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["standin"]
 
 
 @pytest.fixture(scope="module")

@@ -90,7 +90,7 @@ def make_tfrecords(argv: list[str] | None = None) -> int:
 
 
 def pseudo_label(argv: list[str] | None = None) -> int:
-    """``dlnotes-pseudo-label`` (:func:`dlnotes.models.hub.main`).
+    """``dlnotes-pseudo-label`` (:func:`dlnotes.models.hub.cli.main`).
 
     Args:
         argv: The arguments (default: ``sys.argv[1:]``).
@@ -99,7 +99,7 @@ def pseudo_label(argv: list[str] | None = None) -> int:
         The exit status: 0, 1 after an error, 2 for bad arguments, 130 after Ctrl-C.
     """
     return _launch(
-        "dlnotes.models.hub",
+        "dlnotes.models.hub.cli",
         argv,
         interrupted="nothing was written; run the same command again",
     )

@@ -26,7 +26,7 @@ from typing import Any
 
 from dlnotes.book.listing import CodeListing, show_code
 
-__all__ = ["CodeListing", "mathjax_bundle_dir", "pairing_differences", "setup", "show_code"]
+__all__ = ["CodeListing", "mathjax_bundle_dir", "setup", "show_code"]
 
 
 def _colab_link_html(url: str) -> str:
@@ -113,55 +113,3 @@ def setup(app: Any) -> dict[str, Any]:
     app.connect("html-page-context", _add_colab_link)
     app.connect("build-finished", _copy_mathjax)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
-
-
-def pairing_differences(chapter: str | Path, notebook: str | Path) -> list[str]:
-    """Compare a MyST chapter with its paired notebook, cell by cell.
-
-    Only what jupytext keeps in both files is compared: cell types, sources and tags.
-    Outputs are ignored here (the committed notebooks are kept free of them).
-
-    Args:
-        chapter: Path of the ``.md`` source.
-        notebook: Path of the paired ``.ipynb``.
-
-    Returns:
-        Human-readable differences; empty when the pair is in sync.
-
-    Raises:
-        FileNotFoundError: If either file is missing.
-    """
-    import jupytext
-    import nbformat
-
-    chapter, notebook = Path(chapter), Path(notebook)
-    for path in (chapter, notebook):
-        if not path.is_file():
-            raise FileNotFoundError(f"missing half of a jupytext pair: {path}")
-    text_cells = jupytext.read(chapter).cells
-    notebook_cells = nbformat.read(notebook, as_version=4).cells
-    differences = []
-    if len(text_cells) != len(notebook_cells):
-        differences.append(
-            f"{chapter} has {len(text_cells)} cells, {notebook} has {len(notebook_cells)}"
-        )
-    for index, (a, b) in enumerate(zip(text_cells, notebook_cells, strict=False)):
-        if a.cell_type != b.cell_type:
-            differences.append(
-                f"cell {index}: {a.cell_type} in {chapter}, {b.cell_type} in {notebook}"
-            )
-        elif a.source != b.source:
-            first = next(
-                (
-                    la
-                    for la, lb in zip(
-                        a.source.splitlines(), b.source.splitlines() + [""] * 999, strict=False
-                    )
-                    if la != lb
-                ),
-                "(lines added or removed)",
-            )
-            differences.append(f"cell {index} differs, first differing line of the .md: {first!r}")
-        elif a.metadata.get("tags", []) != b.metadata.get("tags", []):
-            differences.append(f"cell {index}: tags differ")
-    return differences

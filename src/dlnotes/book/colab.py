@@ -21,6 +21,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from urllib.parse import urlparse
 
+from dlnotes.runtime import storage
+
 COLAB_URL = "https://colab.research.google.com"
 CHAPTERS_DIR = "chapters"
 NOTEBOOKS_DIR = "notebooks"
@@ -219,7 +221,7 @@ def sync_first_cells(book_root: str | Path, *, check: bool = False) -> list[Path
             continue
         changed.append(chapter)
         if not check:
-            chapter.write_text(updated)
+            storage.write_text(chapter, updated)
     if changed and not check:
         subprocess.run(
             [sys.executable, "-m", "jupytext", "--quiet", "--sync", *map(str, changed)],

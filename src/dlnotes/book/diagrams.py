@@ -2,9 +2,9 @@
 
 Everything is plain matplotlib, so the book needs no system package (no graphviz):
 
-* :class:`Circuit` evaluates a small scalar expression with the nodes of :mod:`dlnotes.graph`,
-  runs backpropagation through them and :func:`draw_circuit` draws the graph with the forward
-  value (green, above) and the gradient (red, below) on every wire;
+* :func:`draw_circuit` draws a :class:`dlnotes.theory.circuits.Circuit` (a scalar expression of
+  :mod:`dlnotes.theory.graph` nodes, backpropagated) with the forward value (green, above) and
+  the gradient (red, below) on every wire;
 * :func:`draw_layer_graph` draws the layers of a small functional Keras model — one block of the
   ResNet — with their output shapes, from the model's own layer graph;
 * :func:`draw_network` draws the blocks of the whole ResNet (:func:`dlnotes.models.inspection.
@@ -26,7 +26,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Circle, FancyArrowPatch, FancyBboxPatch
 
 from dlnotes import models
-from dlnotes.theory import graph
+from dlnotes.theory.circuits import Circuit
 
 GATE_LABELS = {
     "add": "+",
@@ -43,143 +43,38 @@ VALUE_COLOUR = "#1b7837"
 GRADIENT_COLOUR = "#b2182b"
 
 
-class Circuit:
-    """A scalar computational graph built from :mod:`dlnotes.graph` nodes.
+def circuit_columns(circuit: Circuit) -> dict[str, int]:
+    """Drawing column of every value of a circuit.
 
-    Add inputs with :meth:`input` and operations with :meth:`apply` (each computes its forward
-    value at once), then call :meth:`backward`. A value used by several operations receives the
-    sum of their gradients, as the chain rule requires.
+    An operation sits one column right of its latest input, an input one column left of its first
+    use (so that a constant used late, such as a scale, sits next to the gate that uses it
+    instead of far away in column 0).
 
-    Example:
-        >>> circuit = Circuit()
-        >>> x, y, z = circuit.input("x", -2.0), circuit.input("y", 5.0), circuit.input("z", -4.0)
-        >>> q = circuit.apply("q", graph.Add(), x, y)
-        >>> f = circuit.apply("f", graph.Multiply(), q, z)
-        >>> circuit.backward(f)["x"]
-        -4.0
+    Args:
+        circuit: The circuit.
+
+    Returns:
+        ``{value name: column}``, from 0.
     """
+    column: dict[str, int] = {}
+    for name in circuit.values:
+        if name in circuit.operations:
+            sources = circuit.operations[name].inputs
+            column[name] = 1 + max(column.get(source, 0) for source in sources)
+        else:
+            column[name] = 0
+    for name in circuit.values:
+        if name not in circuit.operations:
+            users = [op for op, (_, sources) in circuit.operations.items() if name in sources]
+            if users:
+                column[name] = max(0, min(column[user] for user in users) - 1)
+    return column
 
-    def __init__(self) -> None:
-        self.values: dict[str, float] = {}
-        self.operations: dict[str, tuple[graph.Node[...], tuple[str, ...], str]] = {}
-        self.gradients: dict[str, float] = {}
-        self.edge_gradients: dict[tuple[str, str, int], float] = {}
-        self.output: str | None = None
-        self.rows: dict[str, float] = {}
 
-    def _new_name(self, name: str) -> str:
-        if not isinstance(name, str) or not name:
-            raise ValueError(f"a value needs a non-empty name, got {name!r}")
-        if name in self.values:
-            raise ValueError(f"the circuit already has a value named {name!r}")
-        return name
-
-    def input(self, name: str, value: float, *, row: float | None = None) -> str:
-        """Add an input (a leaf) and return its name.
-
-        Args:
-            name: A new, unique name.
-            value: Its value.
-            row: Where to draw it, in rows from the top (default: inputs stacked in order).
-
-        Returns:
-            ``name``, to pass to :meth:`apply`.
-
-        Raises:
-            ValueError: For a duplicate or empty name.
-        """
-        self.values[self._new_name(name)] = float(value)
-        if row is not None:
-            self.rows[name] = float(row)
-        return name
-
-    def apply(
-        self,
-        name: str,
-        node: graph.Node[...],
-        *inputs: str,
-        label: str | None = None,
-        row: float | None = None,
-    ) -> str:
-        """Apply a fresh graph node to earlier values and store its forward value.
-
-        Args:
-            name: A new, unique name for the result.
-            node: A new :class:`dlnotes.theory.graph.Node` (nodes keep a cache: one node per use).
-            *inputs: Names of earlier values, in the node's argument order.
-            label: Text inside the gate (default: the gate's symbol, e.g. ``+``).
-            row: Where to draw the gate, in rows from the top (default: level with the mean of
-                its inputs).
-
-        Returns:
-            ``name``.
-
-        Raises:
-            ValueError: For a duplicate name or an unknown input.
-        """
-        self._new_name(name)
-        unknown = [value for value in inputs if value not in self.values]
-        if unknown or not inputs:
-            raise ValueError(f"{name!r} needs earlier values as inputs, got unknown {unknown}")
-        if any(node is existing for existing, _, _ in self.operations.values()):
-            raise ValueError(f"node {node.name!r} is already used: give each operation its own")
-        result = node.forward(*(self.values[value] for value in inputs))
-        self.values[name] = float(result)
-        self.operations[name] = (
-            node,
-            tuple(inputs),
-            label or GATE_LABELS.get(node.name, node.name),
-        )
-        if row is not None:
-            self.rows[name] = float(row)
-        return name
-
-    def backward(self, output: str | None = None) -> dict[str, float]:
-        """Backpropagate from ``output`` (default: the last operation), starting from 1.
-
-        Args:
-            output: Name of the value to differentiate.
-
-        Returns:
-            ``{value name: ∂output/∂value}`` for every value the output depends on.
-
-        Raises:
-            ValueError: If the circuit has no operation or ``output`` is unknown.
-        """
-        if not self.operations:
-            raise ValueError("the circuit has no operation to differentiate")
-        output = output if output is not None else list(self.operations)[-1]
-        if output not in self.values:
-            raise ValueError(f"unknown output {output!r}; values are {sorted(self.values)}")
-        self.output = output
-        self.gradients = {output: 1.0}
-        self.edge_gradients = {}
-        for name in reversed(list(self.operations)):
-            if name not in self.gradients:
-                continue
-            node, inputs, _ = self.operations[name]
-            local = node.backward(np.asarray(self.gradients[name]))
-            for index, (source, gradient) in enumerate(zip(inputs, local, strict=True)):
-                self.edge_gradients[(source, name, index)] = float(gradient)
-                self.gradients[source] = self.gradients.get(source, 0.0) + float(gradient)
-        return dict(self.gradients)
-
-    def columns(self) -> dict[str, int]:
-        """Drawing column of every value: an operation one column right of its latest input, an
-        input one column left of its first use (so that a constant used late, such as a scale,
-        sits next to the gate that uses it instead of far away in column 0)."""
-        column: dict[str, int] = {}
-        for name in self.values:
-            if name in self.operations:
-                column[name] = 1 + max(column.get(source, 0) for source in self.operations[name][1])
-            else:
-                column[name] = 0
-        for name in self.values:
-            if name not in self.operations:
-                users = [op for op, (_, sources, _) in self.operations.items() if name in sources]
-                if users:
-                    column[name] = max(0, min(column[user] for user in users) - 1)
-        return column
+def _gate_label(circuit: Circuit, name: str) -> str:
+    """The text inside an operation's gate: its ``label=``, else the node's symbol."""
+    node = circuit.operations[name].node
+    return circuit.labels.get(name) or GATE_LABELS.get(node.name, node.name)
 
 
 def _new_axes(ax: Axes | None, figsize: tuple[float, float]) -> tuple[Figure | SubFigure, Axes]:
@@ -195,7 +90,8 @@ def _new_axes(ax: Axes | None, figsize: tuple[float, float]) -> tuple[Figure | S
 def draw_circuit(
     circuit: Circuit, *, ax: Axes | None = None, title: str | None = None
 ) -> Figure | SubFigure:
-    """Draw a circuit after :meth:`Circuit.backward`: values above the wires, gradients below.
+    """Draw a circuit after :meth:`~dlnotes.theory.circuits.Circuit.backward`: values above the
+    wires, gradients below.
 
     Args:
         circuit: A circuit whose backward pass has run.
@@ -210,11 +106,11 @@ def draw_circuit(
     """
     if circuit.output is None:
         raise ValueError("run circuit.backward() before drawing: the gradients are not known")
-    column = circuit.columns()
+    column = circuit_columns(circuit)
     inputs = [name for name in circuit.values if name not in circuit.operations]
     y = {name: 1.4 * (len(inputs) - 1 - i) for i, name in enumerate(inputs)}
     y.update({name: -1.4 * row for name, row in circuit.rows.items() if name in inputs})
-    for name, (_, sources, _) in circuit.operations.items():
+    for name, (_, sources) in circuit.operations.items():
         y[name] = (
             -1.4 * circuit.rows[name]
             if name in circuit.rows
@@ -257,7 +153,8 @@ def draw_circuit(
 
     for name in inputs:
         ax.text(x[name] - 0.15, y[name], name, ha="right", va="center", fontsize=11)
-    for name, (_, sources, label) in circuit.operations.items():
+    for name, (_, sources) in circuit.operations.items():
+        label = _gate_label(circuit, name)
         for index, source in enumerate(sources):
             start = (x[source] + (0.3 if source in circuit.operations else 0.0), y[source])
             grad = circuit.edge_gradients.get((source, name, index), 0.0)
@@ -475,52 +372,3 @@ def draw_network(
     if title:
         ax.set_title(title, fontsize=10)
     return fig
-
-
-def batch_norm_circuit(
-    x: Sequence[float], upstream: Sequence[float], *, eps: float = 1e-3
-) -> Circuit:
-    """Batch normalisation of two values as a circuit of elementary gates, ready to draw.
-
-    ``μ = mean(x₁, x₂)``, ``dᵢ = xᵢ − μ``, ``v = mean(d₁², d₂²)``, ``σ = √(v + ε)``,
-    ``x̂ᵢ = dᵢ / σ``, and ``e = w₁x̂₁ + w₂x̂₂`` with the upstream gradients ``w``; the scale and
-    shift (γ, β) are left out. Each ``xᵢ`` reaches ``x̂ᵢ`` along three paths — directly through
-    ``dᵢ``, through ``μ`` and through ``σ`` — and the backward pass adds them. The first value's
-    chain is drawn on top, the second's below, the shared statistics in between.
-
-    Args:
-        x: The two values of one channel.
-        upstream: ``∂e/∂x̂`` for each.
-        eps: The ε under the square root (Keras: 1e-3).
-
-    Returns:
-        The circuit, forward pass done; call :meth:`Circuit.backward` before drawing.
-
-    Raises:
-        ValueError: Unless exactly two values and two upstream gradients are given, or for
-            equal values with ``eps = 0`` (no variance).
-    """
-    if len(x) != 2 or len(upstream) != 2:
-        raise ValueError(
-            f"need two values and two upstream gradients, got {len(x)} and {len(upstream)}"
-        )
-    c = Circuit()
-    c.input("x₁", x[0], row=0)
-    c.input("x₂", x[1], row=4)
-    c.apply("μ", graph.Mean(), "x₁", "x₂", row=2)
-    c.apply("d₁", graph.Subtract(), "x₁", "μ", row=0)
-    c.apply("d₂", graph.Subtract(), "x₂", "μ", row=4)
-    c.apply("d₁²", graph.Square(), "d₁", row=1)
-    c.apply("d₂²", graph.Square(), "d₂", row=3)
-    c.apply("v", graph.Mean(), "d₁²", "d₂²", row=2)
-    c.input("ε", eps, row=3)
-    c.apply("v + ε", graph.Add(), "v", "ε", row=2)
-    c.apply("σ", graph.Sqrt(), "v + ε", row=2)
-    c.apply("x̂₁", graph.Divide(), "d₁", "σ", row=0)
-    c.apply("x̂₂", graph.Divide(), "d₂", "σ", row=4)
-    c.input("w₁", upstream[0], row=-1)
-    c.input("w₂", upstream[1], row=5)
-    c.apply("w₁x̂₁", graph.Multiply(), "w₁", "x̂₁", row=0)
-    c.apply("w₂x̂₂", graph.Multiply(), "w₂", "x̂₂", row=4)
-    c.apply("e", graph.Add(), "w₁x̂₁", "w₂x̂₂", row=2)
-    return c

@@ -1,7 +1,8 @@
 """The models layer: the course's ResNet, what is built around it, and how to read a built model.
 
 Importing it imports Keras. :mod:`~dlnotes.models.transfer` (MobileNetV2) and
-:mod:`~dlnotes.models.hub` (pretrained classifiers, TensorFlow) are imported by name.
+:mod:`~dlnotes.models.hub` (pretrained classifiers and pseudo-labels, TensorFlow) are imported
+by name.
 """
 
 from __future__ import annotations

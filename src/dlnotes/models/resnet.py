@@ -126,6 +126,93 @@ def projection_block(
     return layers.Add(name=f"{name}_add", dtype=dtype)([shortcut, residual])
 
 
+def stem(x: Any, width: int, *, dtype: Any = None) -> Any:
+    """The 3×3 stem convolution at full resolution (no early downsampling: the images are small).
+
+    Args:
+        x: The input images ``(B, H, W, C)``.
+        width: Output channels.
+        dtype: Keras dtype policy.
+
+    Returns:
+        ``(B, H, W, width)``.
+    """
+    return layers.Conv2D(
+        width,
+        3,
+        padding="same",
+        use_bias=False,
+        kernel_initializer="he_normal",
+        name="stem_conv",
+        dtype=dtype,
+    )(x)
+
+
+def stack(x: Any, repeats: int, *, name: str, dtype: Any = None) -> Any:
+    """One level (a "stack" in keras.applications): ``repeats`` identity bottlenecks, then a
+    downsampling projection bottleneck.
+
+    Args:
+        x: Input ``(B, H, W, C)``.
+        repeats: Identity bottlenecks.
+        name: Prefix of the layer names (``{name}_block{i}``, ``{name}_downsample``).
+        dtype: Keras dtype policy.
+
+    Returns:
+        Output ``(B, H/2, W/2, 2C)``.
+    """
+    for block in range(repeats):
+        x = bottleneck_block(x, name=f"{name}_block{block}", dtype=dtype)
+    channels = x.shape[-1]
+    return projection_block(
+        x, 2 * channels, channels // 2, strides=2, name=f"{name}_downsample", dtype=dtype
+    )
+
+
+def classifier_head(x: Any, num_classes: int, *, dtype: Any = None) -> Any:
+    """The final BN-ReLU, global average pooling and a dense layer of float32 logits.
+
+    Args:
+        x: Features ``(B, H, W, C)``.
+        num_classes: Number of logits.
+        dtype: Keras dtype policy of the pre-activation and the pooling.
+
+    Returns:
+        Logits ``(B, num_classes)``, float32 whatever ``dtype``.
+    """
+    x = preactivation(x, name="final", dtype=dtype)
+    x = layers.GlobalAveragePooling2D(name="pool", dtype=dtype)(x)
+    # Small initial logits: the untrained network predicts a near-uniform distribution, so the
+    # first loss is close to ln(num_classes), a useful sanity check.
+    return layers.Dense(
+        num_classes,
+        kernel_initializer=keras.initializers.RandomNormal(stddev=0.01),
+        name="logits",
+        dtype="float32",
+    )(x)
+
+
+def _check_architecture(
+    num_classes: int, levels: tuple[int, ...], width: int, input_shape: tuple[int, int, int]
+) -> None:
+    """Raise a ValueError naming the first argument of :func:`build_resnet` that cannot work."""
+    _check_positive_int(num_classes, "num_classes")
+    if num_classes < 2:
+        raise ValueError(f"num_classes must be at least 2, got {num_classes}")
+    _check_positive_int(width, "width")
+    if width % 4:
+        raise ValueError(f"width must be divisible by 4 (integer bottlenecks), got {width}")
+    if not levels:
+        raise ValueError("levels must name at least one level, got an empty sequence")
+    for count in levels:
+        _check_positive_int(count, "every entry of levels")
+    height, breadth = input_shape[0], input_shape[1]
+    if height % 2 ** len(levels) or breadth % 2 ** len(levels):
+        raise ValueError(
+            f"input {input_shape[:2]} must be divisible by 2**{len(levels)} (one halving per level)"
+        )
+
+
 def build_resnet(
     num_classes: int,
     levels: Sequence[int] = (4, 6, 3, 2),
@@ -135,7 +222,7 @@ def build_resnet(
     dtype: Any = None,
     name: str = "resnet",
 ) -> keras.Model:
-    """Build the pre-activation bottleneck ResNet.
+    """Build the pre-activation bottleneck ResNet: stem, entry block, levels, head.
 
     Args:
         num_classes: Number of output logits (at least 2).
@@ -154,51 +241,14 @@ def build_resnet(
         ValueError: For a non-positive or non-integer argument, a width not divisible by 4,
             or an input too small for the number of levels.
     """
-    _check_positive_int(num_classes, "num_classes")
-    if num_classes < 2:
-        raise ValueError(f"num_classes must be at least 2, got {num_classes}")
-    _check_positive_int(width, "width")
-    if width % 4:
-        raise ValueError(f"width must be divisible by 4 (integer bottlenecks), got {width}")
     levels = tuple(levels)
-    if not levels:
-        raise ValueError("levels must name at least one level, got an empty sequence")
-    for count in levels:
-        _check_positive_int(count, "every entry of levels")
-    height, breadth = input_shape[0], input_shape[1]
-    if height % 2 ** len(levels) or breadth % 2 ** len(levels):
-        raise ValueError(
-            f"input {input_shape[:2]} must be divisible by 2**{len(levels)} (one halving per level)"
-        )
+    _check_architecture(num_classes, levels, width, input_shape)
     inputs = keras.Input(shape=input_shape, name="images")
-    x = layers.Conv2D(
-        width,
-        3,
-        padding="same",
-        use_bias=False,
-        kernel_initializer="he_normal",
-        name="stem_conv",
-        dtype=dtype,
-    )(inputs)
+    x = stem(inputs, width, dtype=dtype)
     x = projection_block(x, width, width // 4, name="entry", dtype=dtype)
-    for level, repeats in enumerate(levels):
-        for block in range(repeats):
-            x = bottleneck_block(x, name=f"level{level}_block{block}", dtype=dtype)
-        channels = x.shape[-1]
-        x = projection_block(
-            x, 2 * channels, channels // 2, strides=2, name=f"level{level}_downsample", dtype=dtype
-        )
-    x = preactivation(x, name="final", dtype=dtype)
-    x = layers.GlobalAveragePooling2D(name="pool", dtype=dtype)(x)
-    # Small initial logits: the untrained network predicts a near-uniform distribution, so the
-    # first loss is close to ln(num_classes), a useful sanity check.
-    logits = layers.Dense(
-        num_classes,
-        kernel_initializer=keras.initializers.RandomNormal(stddev=0.01),
-        name="logits",
-        dtype="float32",
-    )(x)
-    return keras.Model(inputs, logits, name=name)
+    for index, repeats in enumerate(levels):
+        x = stack(x, repeats, name=f"level{index}", dtype=dtype)
+    return keras.Model(inputs, classifier_head(x, num_classes, dtype=dtype), name=name)
 
 
 def resnet_full_width(num_classes: int, **kwargs: Any) -> keras.Model:

@@ -115,12 +115,34 @@ def build_training_models(
             f"images must have shape (N, {', '.join(map(str, image_shape))}), "
             f"got {np.shape(images)}"
         )
-    normalize = augmentation.normalization(mean, std, image_shape[-1])
-    lookup = device_data.ImageLookup(images, name="image_lookup")
-    to_float = augmentation.to_float("to_float")
+    shared = _SharedLayers(
+        normalize=augmentation.normalization(mean, std, image_shape[-1]),
+        lookup=device_data.ImageLookup(images, name="image_lookup"),
+        to_float=augmentation.to_float("to_float"),
+    )
+    return TrainingModels(
+        train=_train_model(backbone, shared, padding=padding, seed=seed, mix=mix),
+        flip_averaged=_flip_averaged_model(backbone, shared),
+        inference=_inference_model(backbone, shared, image_shape),
+    )
+
+
+@dataclass(frozen=True)
+class _SharedLayers:
+    """The layers the three models share: normalisation, image lookup, uint8 → float cast."""
+
+    normalize: Any
+    lookup: Any
+    to_float: Any
+
+
+def _train_model(
+    backbone: keras.Model, shared: _SharedLayers, *, padding: int, seed: int | None, mix: bool
+) -> keras.Model:
+    """Indices (and, with ``mix``, the mixing inputs) → augmented, mixed, normalised → logits."""
 
     def augmented(indices: Any, name: str, layer_seed: int | None) -> Any:
-        x = to_float(lookup(indices))
+        x = shared.to_float(shared.lookup(indices))
         return augmentation.RandomShiftFlip(padding=padding, seed=layer_seed, name=name)(x)
 
     index = keras.Input(shape=(), dtype="int32", name="index")
@@ -136,18 +158,24 @@ def build_training_models(
             inputs["partner"], "augment_partner", None if seed is None else seed + 1
         )
         x = mixing.MixImages(name="mix")([x, partner, inputs["box"], inputs["mix_weight"]])
-    train = keras.Model(inputs, backbone(normalize(x)), name="train_model")
+    return keras.Model(inputs, backbone(shared.normalize(x)), name="train_model")
 
+
+def _flip_averaged_model(backbone: keras.Model, shared: _SharedLayers) -> keras.Model:
+    """Indices → the mean of the logits of each image and of its mirror image."""
     eval_index = keras.Input(shape=(), dtype="int32", name="index")
-    plain = normalize(to_float(lookup(eval_index)))
+    plain = shared.normalize(shared.to_float(shared.lookup(eval_index)))
     mirrored = layers.Lambda(lambda t: ops.flip(t, axis=2), name="mirror")(plain)
     averaged = layers.Average(name="flip_average", dtype="float32")(
         [backbone(plain), backbone(mirrored)]
     )
-    flip_averaged = keras.Model({"index": eval_index}, averaged, name="flip_averaged_model")
+    return keras.Model({"index": eval_index}, averaged, name="flip_averaged_model")
 
+
+def _inference_model(
+    backbone: keras.Model, shared: _SharedLayers, image_shape: tuple[int, ...]
+) -> keras.Model:
+    """uint8 images → logits, for use after training."""
     uint8_images = keras.Input(shape=image_shape, dtype="uint8", name="uint8_images")
-    inference = keras.Model(
-        uint8_images, backbone(normalize(to_float(uint8_images))), name="inference_model"
-    )
-    return TrainingModels(train=train, flip_averaged=flip_averaged, inference=inference)
+    logits = backbone(shared.normalize(shared.to_float(uint8_images)))
+    return keras.Model(uint8_images, logits, name="inference_model")

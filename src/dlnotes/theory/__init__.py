@@ -3,6 +3,6 @@
 No TensorFlow, Keras or JAX here (a test enforces it): :mod:`~dlnotes.theory.softmax`,
 :mod:`~dlnotes.theory.residuals`, :mod:`~dlnotes.theory.batchnorm`,
 :mod:`~dlnotes.theory.gradcheck`, :mod:`~dlnotes.theory.losses`, :mod:`~dlnotes.theory.graph`,
-:mod:`~dlnotes.theory.optim`, :mod:`~dlnotes.theory.symbolic`,
+:mod:`~dlnotes.theory.circuits`, :mod:`~dlnotes.theory.optim`, :mod:`~dlnotes.theory.symbolic`,
 :mod:`~dlnotes.theory.convolution`, :mod:`~dlnotes.theory.evaluation`.
 """
