@@ -21,7 +21,7 @@ from pathlib import Path
 
 from dlnotes import data, runtime
 from dlnotes.data import throughput
-from dlnotes.runtime import paths
+from dlnotes.runtime import paths, storage
 
 RESULTS = Path(__file__).resolve().parents[1] / "src" / "dlnotes" / throughput.RESULTS_RESOURCE
 
@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> dict:
     }
     throughput.check_results(results)
     if args.write:
-        RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+        storage.write_json(RESULTS, results)
         print(f"\nwrote {RESULTS}")
     print(json.dumps(results))
     return results

@@ -33,7 +33,7 @@ def test_stored_images_load_back_only_under_their_key_and_counts(tmp_path: Path)
     decoded = _decoded()
     entry = decode_cache.store(KEY, decoded, image_size=4, folder=tmp_path)
     assert entry is not None and entry.parent == tmp_path
-    assert not list(tmp_path.glob(".staging-*"))  # written aside, then renamed into place
+    assert [p.name for p in tmp_path.iterdir()] == [entry.name]  # staged aside, then renamed
     loaded = decode_cache.load(KEY, (3, 2), image_size=4, folder=tmp_path)
     assert loaded is not None
     np.testing.assert_array_equal(loaded.train_images, decoded.train_images)

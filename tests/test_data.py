@@ -10,7 +10,7 @@ import pytest
 
 from conftest import ArchiveServer, md5, mini_archive
 from dlnotes import data
-from dlnotes.data import imagenet_classes, synthetic, tiny_imagenet
+from dlnotes.data import imagenet_classes, selection, synthetic
 from dlnotes.runtime import profiles
 
 
@@ -368,8 +368,8 @@ def many_classes(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_smoke_subset_spreads_over_the_sorted_classes_deterministically(
     many_classes: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(tiny_imagenet, "SMOKE_TRAIN_PER_CLASS", 2)
-    monkeypatch.setattr(tiny_imagenet, "SMOKE_TEST_IMAGES", 4)
+    monkeypatch.setattr(selection, "SMOKE_TRAIN_PER_CLASS", 2)
+    monkeypatch.setattr(selection, "SMOKE_TEST_IMAGES", 4)
     subset = data.smoke_subset(many_classes)
     ordered = sorted(data.read_class_ids(many_classes))
     assert subset.classes == tuple(ordered[i * 23 // 10] for i in range(10))

@@ -4,8 +4,8 @@ The functions re-exported here need only NumPy and Pillow. Import the others by 
 :mod:`~dlnotes.data.download`, :mod:`~dlnotes.data.synthetic`,
 :mod:`~dlnotes.data.imagenet_classes` (light); :mod:`~dlnotes.data.augmentation`,
 :mod:`~dlnotes.data.mixing`, :mod:`~dlnotes.data.device_data` (Keras);
-:mod:`~dlnotes.data.pipeline`, :mod:`~dlnotes.data.tfrecord`, :mod:`~dlnotes.data.throughput`
-(TensorFlow).
+:mod:`~dlnotes.data.pipeline`, :mod:`~dlnotes.data.tfrecord` (with
+:mod:`~dlnotes.data.tfrecord_format`), :mod:`~dlnotes.data.throughput` (TensorFlow).
 """
 
 from __future__ import annotations
@@ -15,22 +15,24 @@ from dlnotes.data.decoding import (
     pixel_stats,
     verify_images,
 )
-from dlnotes.data.tiny_imagenet import (
-    IMAGE_SUFFIXES,
+from dlnotes.data.selection import (
     SMOKE_CLASSES,
     SMOKE_TEST_IMAGES,
     SMOKE_TRAIN_PER_CLASS,
-    SPLITS,
     SYNTHETIC_FOLDER,
-    SplitFiles,
-    Subset,
     find_root,
     profile_subset,
+    smoke_subset,
+)
+from dlnotes.data.tiny_imagenet import (
+    IMAGE_SUFFIXES,
+    SPLITS,
+    SplitFiles,
+    Subset,
     read_class_ids,
     read_class_names,
     read_labels_csv,
     read_split,
-    smoke_subset,
 )
 
 __all__ = [

@@ -113,9 +113,10 @@ def store(
 ) -> Path | None:
     """Keep decoded images under ``key``; a failure to write (a full disk) is not an error.
 
-    The entry is written into a staging folder and renamed into place, so a reader never sees
-    half an entry, and a process killed while writing leaves only a staging folder that the next
-    store removes. Entries beyond the :data:`KEEP` most recently used are deleted.
+    The entry is written into a staging folder and renamed into place
+    (:func:`dlnotes.runtime.storage.staged_folder`), so a reader never sees half an entry, and a
+    process killed while writing leaves only a staging folder that the next store removes. Entries
+    beyond the :data:`KEEP` most recently used are deleted.
 
     Args:
         key: Hexadecimal digest of the decoded files.
@@ -133,15 +134,13 @@ def store(
     if entry is None:
         return None
     try:
-        entry.parent.mkdir(parents=True, exist_ok=True)
-        storage.remove_abandoned(entry.parent, ".staging-*")
-        with storage.staging_folder(entry.parent, ".staging-") as staging:
+        # Staging folders of other keys' entries left by killed stores; staged_folder removes
+        # those of this entry.
+        storage.remove_abandoned(entry.parent, f".v{_FORMAT}-*.partial-*")
+        with storage.staged_folder(entry, replace=True) as staging:  # damaged or stale: replaced
             np.save(staging / "train.npy", decoded.train_images, allow_pickle=False)
             np.save(staging / "val.npy", decoded.val_images, allow_pickle=False)
             storage.write_json(staging / "stats.json", {"mean": decoded.mean, "std": decoded.std})
-            if entry.exists():  # damaged or stale: replace it
-                shutil.rmtree(entry)
-            staging.rename(entry)
     except OSError:
         return None
     _evict(entry.parent)

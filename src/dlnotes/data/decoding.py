@@ -168,36 +168,52 @@ def load_images(
         ValueError: If ``paths`` is empty, ``workers`` < 1 or an image cannot be read or is a
             decompression bomb (naming the file).
     """
-    from tqdm import tqdm
-
     if len(paths) == 0:
         raise ValueError("load_images needs at least one path, got none")
     if workers < 1:
         raise ValueError(f"workers must be at least 1, got {workers}")
-    paths = [str(path) for path in paths]
-    chunk = 2048
-    if workers == 1 or len(paths) <= chunk:
-        images = np.empty((len(paths), image_size, image_size, 3), dtype=np.uint8)
-        for start in tqdm(
-            range(0, len(paths), chunk), desc="decoding", unit="chunk", disable=not progress
-        ):
-            _decode_into(images[start : start + chunk], paths[start : start + chunk], image_size)
-        return images
+    names = [str(path) for path in paths]
+    images = np.empty((len(names), image_size, image_size, 3), dtype=np.uint8)
+    if workers == 1 or len(names) <= _CHUNK:
+        _decode_here(images, names, image_size, progress)
+    else:
+        _decode_in_processes(images, names, image_size, progress, workers)
+    return images
+
+
+_CHUNK = 2048
+"""Images decoded per step (and per task of a decoding process)."""
+
+
+def _decode_here(images: np.ndarray, paths: list[str], size: int, progress: bool) -> None:
+    """Decode ``paths`` into ``images`` in this process."""
+    from tqdm import tqdm
+
+    for start in tqdm(
+        range(0, len(paths), _CHUNK), desc="decoding", unit="chunk", disable=not progress
+    ):
+        _decode_into(images[start : start + _CHUNK], paths[start : start + _CHUNK], size)
+
+
+def _decode_in_processes(
+    images: np.ndarray, paths: list[str], size: int, progress: bool, workers: int
+) -> None:
+    """Decode ``paths`` into ``images`` in chunks, in up to ``workers`` fresh processes."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
-    starts = range(0, len(paths), chunk)
-    images = np.empty((len(paths), image_size, image_size, 3), dtype=np.uint8)
-    context = multiprocessing.get_context("spawn")
+    from tqdm import tqdm
+
+    starts = range(0, len(paths), _CHUNK)
     pool = ProcessPoolExecutor(
         min(workers, len(starts)),
-        mp_context=context,
+        mp_context=multiprocessing.get_context("spawn"),
         initializer=_worker_started,
         initargs=(os.getpid(),),
     )
     try:
         decoded = pool.map(
-            _decode_chunk, [paths[s : s + chunk] for s in starts], [image_size] * len(starts)
+            _decode_chunk, [paths[s : s + _CHUNK] for s in starts], [size] * len(starts)
         )
         for start, block in zip(
             starts,
@@ -209,7 +225,6 @@ def load_images(
         pool.shutdown(wait=True, cancel_futures=True)
         raise
     pool.shutdown(wait=True)
-    return images
 
 
 PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>

@@ -22,6 +22,7 @@ with a mirror.
 from __future__ import annotations
 
 import argparse
+import copy
 import os
 import sys
 import urllib.error
@@ -115,7 +116,8 @@ def _check_writable(folder: Path) -> None:
 
     ``keras.utils.get_file`` silently downloads into ``/tmp/.keras`` instead when its folder is
     not writable; a test file shows it here, whoever runs the command (``os.access`` says yes to
-    root on a folder without write permission).
+    root on a folder without write permission). The test file is anonymous and gone when closed
+    (or the process killed), so it needs none of :mod:`dlnotes.runtime.storage`'s care.
     """
     import tempfile
 
@@ -201,8 +203,28 @@ def _check_members(archive: zipfile.ZipFile, source: Path) -> list[zipfile.ZipIn
     return members
 
 
+def _inside_top_folder(members: list[zipfile.ZipInfo]) -> list[zipfile.ZipInfo]:
+    """The entries under ``tiny-imagenet-200/``, renamed to their path inside that folder.
+
+    Extracting these into a folder makes it the dataset root. Only the copies are renamed;
+    :mod:`zipfile` still checks each entry's data against its original name.
+    """
+    top = f"{ARCHIVE_TOP_FOLDER}/"
+    inside = []
+    for member in members:
+        if member.filename.startswith(top) and member.filename != top:
+            renamed = copy.copy(member)
+            renamed.filename = member.filename[len(top) :]
+            inside.append(renamed)
+    return inside
+
+
 def extract_archive(archive_path: str | os.PathLike[str], root: str | os.PathLike[str]) -> Path:
     """Extract a Tiny ImageNet zip so that ``root`` becomes the dataset root, atomically.
+
+    The content of the archive's top folder is extracted into a staging folder beside ``root``
+    and renamed into place (:func:`dlnotes.runtime.storage.staged_folder`); entries outside that
+    folder are not extracted.
 
     Args:
         archive_path: The verified zip archive; its top folder must be ``tiny-imagenet-200/``.
@@ -221,25 +243,21 @@ def extract_archive(archive_path: str | os.PathLike[str], root: str | os.PathLik
     archive_path, root = Path(archive_path), Path(root).expanduser().resolve()
     if root.exists():
         raise FileExistsError(f"destination exists already: {root}")
-    root.parent.mkdir(parents=True, exist_ok=True)
-    # Folders left by extractions that were killed; those of running extractions stay.
-    storage.remove_abandoned(root.parent, f".{root.name}.partial-*")
-    with storage.staging_folder(root.parent, f".{root.name}.partial-") as staging:
+    # Removes the staging folders of extractions that were killed; those of running ones stay.
+    with storage.staged_folder(root) as staging:
         try:
             with zipfile.ZipFile(archive_path) as archive:
-                members = _check_members(archive, archive_path)
+                members = _inside_top_folder(_check_members(archive, archive_path))
                 archive.extractall(staging, members=members)
         except zipfile.BadZipFile as error:
             raise DownloadError(
                 f"{archive_path} is not a valid zip archive ({error}); delete it and run again"
             ) from error
-        extracted = staging / ARCHIVE_TOP_FOLDER
-        if not is_prepared(extracted):
+        if not is_prepared(staging):
             raise DownloadError(
                 f"{archive_path} does not look like Tiny ImageNet: no "
                 f"{ARCHIVE_TOP_FOLDER}/wnids.txt inside"
             )
-        os.replace(extracted, root)
     return root
 
 

@@ -107,22 +107,38 @@ def sample_mixing(
     mixup = mixed & ~cut
     weights[mixup] = 1 - share[mixup]
     fractions[mixup] = 1 - share[mixup]
-    # CutMix: a box of area (1 − λ)·H·W at a uniform centre, clipped at the borders.
     cutmix = mixed & cut
-    count = int(cutmix.sum())
-    if count:
-        ratio = np.sqrt(1 - share[cutmix])
-        cut_h, cut_w = np.round(ratio * height), np.round(ratio * width)
-        centre_y = rng.integers(0, height, size=count)
-        centre_x = rng.integers(0, width, size=count)
-        top = np.clip(centre_y - cut_h // 2, 0, height)
-        bottom = np.clip(centre_y + cut_h - cut_h // 2, 0, height)
-        left = np.clip(centre_x - cut_w // 2, 0, width)
-        right = np.clip(centre_x + cut_w - cut_w // 2, 0, width)
-        boxes[cutmix] = np.stack([top, bottom, left, right], axis=1).astype(np.int32)
+    if cutmix.any():
+        boxes[cutmix] = _cutmix_boxes(rng, share[cutmix], height, width)
         weights[cutmix] = 1.0
+        top, bottom, left, right = boxes[cutmix].T
         fractions[cutmix] = (bottom - top) * (right - left) / (height * width)
     return MixBatch(boxes, weights, fractions)
+
+
+def _cutmix_boxes(
+    rng: np.random.Generator, share: np.ndarray, height: int, width: int
+) -> np.ndarray:
+    """CutMix boxes of area ``(1 − λ)·H·W`` at uniform centres, clipped at the borders.
+
+    Args:
+        rng: Random generator.
+        share: ``(n,)`` shares λ of the images themselves.
+        height: Image height H.
+        width: Image width W.
+
+    Returns:
+        ``(n, 4)`` int32 rows ``(top, bottom, left, right)``.
+    """
+    ratio = np.sqrt(1 - share)
+    cut_h, cut_w = np.round(ratio * height), np.round(ratio * width)
+    centre_y = rng.integers(0, height, size=len(share))
+    centre_x = rng.integers(0, width, size=len(share))
+    top = np.clip(centre_y - cut_h // 2, 0, height)
+    bottom = np.clip(centre_y + cut_h - cut_h // 2, 0, height)
+    left = np.clip(centre_x - cut_w // 2, 0, width)
+    right = np.clip(centre_x + cut_w - cut_w // 2, 0, width)
+    return np.stack([top, bottom, left, right], axis=1).astype(np.int32)
 
 
 def mix_targets(

@@ -1,29 +1,38 @@
 """TFRecord shards of Tiny ImageNet: the original JPEG bytes, written atomically, read in parallel.
 
-Each record is a ``tf.train.Example`` with three features:
-
-* ``image`` — the original encoded JPEG bytes (≈ 2 KB per image, versus 48 KB as float32);
-* ``label`` — int64 class index into ``wnids.txt``; −1 for unlabelled (test) images;
-* ``wnid`` — the class id as bytes; empty for unlabelled images.
+What a record holds and how a set of shards is named is :mod:`dlnotes.data.tfrecord_format`
+(its public names are re-exported here); this module writes sets (:func:`write_shards`, the
+``dlnotes-make-tfrecords`` command :func:`main`) and reads them (:func:`read_shards`,
+:func:`image_label_dataset`, :func:`shard_arrays`).
 """
 
 from __future__ import annotations
 
 import argparse
 import errno
-import glob
 import os
-import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from tqdm import tqdm
 
 from dlnotes import runtime
 from dlnotes.data import decoding, tiny_imagenet
+from dlnotes.data.tfrecord_format import (
+    COMPRESSIONS,
+    FEATURES,
+    SUFFIXES,
+    check_compression,
+    compression_of,
+    parse_example,
+    serialize_example,
+    shard_files,
+    shard_path,
+    shards_of,
+)
 from dlnotes.runtime import paths, storage
 
 if TYPE_CHECKING:
@@ -31,48 +40,19 @@ if TYPE_CHECKING:
 else:
     tf = runtime.import_quietly("tensorflow")
 
-COMPRESSIONS = ("", "GZIP", "ZLIB")
-SUFFIXES = {"": ".tfrecord", "GZIP": ".tfrecord.gz", "ZLIB": ".tfrecord.zz"}
-FEATURES = {
-    "image": tf.io.FixedLenFeature([], tf.string),
-    "label": tf.io.FixedLenFeature([], tf.int64),
-    "wnid": tf.io.FixedLenFeature([], tf.string),
-}
-
-
-def serialize_example(image_bytes: bytes, label: int, wnid: str) -> bytes:
-    """Serialise one image as a ``tf.train.Example``.
-
-    Args:
-        image_bytes: The encoded image file, unchanged.
-        label: Class index, or −1 for an unlabelled image.
-        wnid: Class id, or ``""`` for an unlabelled image.
-
-    Returns:
-        The serialised protocol buffer.
-    """
-    feature = {
-        "image": tf.train.Feature(bytes_list=tf.train.BytesList(value=[image_bytes])),
-        "label": tf.train.Feature(int64_list=tf.train.Int64List(value=[int(label)])),
-        "wnid": tf.train.Feature(bytes_list=tf.train.BytesList(value=[wnid.encode()])),
-    }
-    serialized: bytes = tf.train.Example(
-        features=tf.train.Features(feature=feature)
-    ).SerializeToString()
-    return serialized
-
-
-def parse_example(serialized: tf.Tensor) -> dict[str, tf.Tensor]:
-    """Parse one serialised example into ``{"image": bytes, "label": int64, "wnid": bytes}``."""
-    parsed: dict[str, tf.Tensor] = tf.io.parse_single_example(serialized, FEATURES)
-    return parsed
-
-
-def _check_compression(compression: str) -> str:
-    compression = (compression or "").upper()
-    if compression not in COMPRESSIONS:
-        raise ValueError(f"compression must be one of {COMPRESSIONS}, got {compression!r}")
-    return compression
+__all__ = [
+    "COMPRESSIONS",
+    "FEATURES",
+    "SUFFIXES",
+    "image_label_dataset",
+    "main",
+    "parse_example",
+    "read_shards",
+    "serialize_example",
+    "shard_arrays",
+    "shard_files",
+    "write_shards",
+]
 
 
 def write_shards(
@@ -93,11 +73,11 @@ def write_shards(
     anything is written. One writer at a time may use ``out_dir``: it holds the folder's lock
     (:func:`dlnotes.runtime.storage.locked_folder`) from the deletion of partial files to the
     last rename, and a second writer is refused at once. The shards are written under temporary
-    names (``.partial``) and renamed only once all are complete, after the earlier shards of
-    ``prefix`` (any count, any compression) and partial files left by a killed run have been
-    deleted: the folder ends up with exactly one set, and an interrupted run never leaves a set
-    that looks complete (:func:`shard_files` refuses a mixture). A write that fails (e.g. a full
-    disk) leaves the earlier set as it was.
+    names (``.partial``, :func:`dlnotes.runtime.storage.atomic_files`) and renamed only once all
+    are complete, after the earlier shards of ``prefix`` (any count, any compression) and partial
+    files left by a killed run have been deleted: the folder ends up with exactly one set, and an
+    interrupted run never leaves a set that looks complete (:func:`shard_files` refuses a
+    mixture). A write that fails (e.g. a full disk) leaves the earlier set as it was.
 
     Args:
         paths: Image files.
@@ -117,7 +97,7 @@ def write_shards(
         dlnotes.runtime.storage.FolderInUse: If another writer is using ``out_dir``.
         OSError: If a shard cannot be written (e.g. a full disk), naming it.
     """
-    compression = _check_compression(compression)
+    compression = check_compression(compression)
     if not paths:
         raise ValueError("no images to write")
     if not 1 <= num_shards <= len(paths):
@@ -128,58 +108,84 @@ def write_shards(
     if out_dir.exists() and not out_dir.is_dir():
         raise ValueError(f"{out_dir} is a file, not a folder for the shards")
     decoding.verify_images(paths)
+    records = _records_to_write(paths, labels, class_ids)
     with storage.locked_folder(out_dir, what="writer of TFRecord shards"):
-        return _write_locked(
-            paths, labels, class_ids, out_dir, prefix, num_shards, compression, progress
-        )
+        return _replace_set(out_dir, prefix, records, num_shards, compression, progress)
 
 
-def _write_locked(
-    paths: Sequence[str],
-    labels: Sequence[int] | np.ndarray | None,
-    class_ids: Sequence[str],
+def _replace_set(
     out_dir: Path,
     prefix: str,
+    records: Sequence[tuple[str, int, str]],
     num_shards: int,
     compression: str,
     progress: bool,
 ) -> list[Path]:
-    for stale in _shards_of(out_dir, prefix, partial=True):  # left by a killed run
+    """Write the new set of ``prefix`` and let it replace the old one (``out_dir`` is locked)."""
+    for stale in shards_of(out_dir, prefix, partial=True):  # left by a killed run
         stale.unlink()
+    finals = [
+        shard_path(out_dir, prefix, shard, num_shards, compression) for shard in range(num_shards)
+    ]
     options = tf.io.TFRecordOptions(compression_type=compression)
-    shards, partials = [], []
-    bar = tqdm(total=len(paths), desc=f"writing {prefix}", unit="img", disable=not progress)
-    try:
-        for shard, indices in enumerate(np.array_split(np.arange(len(paths)), num_shards)):
-            final = out_dir / f"{prefix}-{shard:05d}-of-{num_shards:05d}{SUFFIXES[compression]}"
-            partial = final.with_name(final.name + ".partial")
-            partials.append(partial)
-            try:
-                with tf.io.TFRecordWriter(str(partial), options) as writer:
-                    for index in indices:
-                        label = -1 if labels is None else int(labels[index])
-                        wnid = "" if labels is None else class_ids[label]
-                        image = Path(paths[index]).read_bytes()
-                        writer.write(serialize_example(image, label, wnid))
-                        bar.update(1)
-            except tf.errors.OpError as error:  # e.g. ResourceExhaustedError for a full disk
-                failure = OSError(
-                    f"could not write the shard {partial} ({error.message}); the earlier shards "
-                    "in the folder are unchanged: make room and run the same command again"
-                )
-                failure.errno = errno.ENOSPC if "No space left" in error.message else None
-                raise failure from None
-            shards.append(final)
+    bar = tqdm(total=len(records), desc=f"writing {prefix}", unit="img", disable=not progress)
+    with bar, storage.atomic_files(finals) as partials:
+        for partial, shard in zip(
+            partials, np.array_split(np.arange(len(records)), num_shards), strict=True
+        ):
+            _write_shard(partial, options, (records[i] for i in shard), bar)
         # The new set replaces every earlier shard of this prefix, whatever its count.
-        for old in _shards_of(out_dir, prefix):
+        for old in shards_of(out_dir, prefix):
             old.unlink()
-        for partial, final in zip(partials, shards, strict=True):
-            os.replace(partial, final)
-    finally:
-        bar.close()
-        for partial in partials:
-            partial.unlink(missing_ok=True)
-    return shards
+    return finals
+
+
+def _records_to_write(
+    paths: Sequence[str], labels: Sequence[int] | np.ndarray | None, class_ids: Sequence[str]
+) -> list[tuple[str, int, str]]:
+    """``(path, label, wnid)`` of each image; ``(path, -1, "")`` for an unlabelled split."""
+    if labels is None:
+        return [(str(path), -1, "") for path in paths]
+    return [
+        (str(path), int(label), class_ids[int(label)])
+        for path, label in zip(paths, labels, strict=True)
+    ]
+
+
+def _write_shard(
+    partial: Path,
+    options: tf.io.TFRecordOptions,
+    records: Iterable[tuple[str, int, str]],
+    bar: Any,
+) -> None:
+    """Write one shard file; TensorFlow's errors become an OSError naming the file."""
+    try:
+        with tf.io.TFRecordWriter(str(partial), options) as writer:
+            for path, label, wnid in records:
+                writer.write(serialize_example(Path(path).read_bytes(), label, wnid))
+                bar.update(1)
+    except tf.errors.OpError as error:  # e.g. ResourceExhaustedError for a full disk
+        failure = OSError(
+            f"could not write the shard {partial} ({error.message}); the earlier shards "
+            "in the folder are unchanged: make room and run the same command again"
+        )
+        failure.errno = errno.ENOSPC if "No space left" in error.message else None
+        raise failure from None
+
+
+def _records(
+    files: Sequence[str | os.PathLike[str]],
+    compression: str,
+    cycle_length: int,
+    deterministic: bool,
+) -> tf.data.Dataset:
+    """The serialised records of ``files``, read ``cycle_length`` files at a time."""
+    return tf.data.Dataset.from_tensor_slices([str(f) for f in files]).interleave(
+        lambda f: tf.data.TFRecordDataset(f, compression_type=compression),
+        cycle_length=min(cycle_length, len(files)),
+        num_parallel_calls=tf.data.AUTOTUNE,
+        deterministic=deterministic,
+    )
 
 
 def read_shards(
@@ -203,19 +209,13 @@ def read_shards(
     Raises:
         ValueError: For no files, a missing file or an unknown compression.
     """
-    compression = _check_compression(compression)
+    compression = check_compression(compression)
     if not files:
         raise ValueError("no TFRecord files given")
     missing = [str(f) for f in files if not Path(f).is_file()]
     if missing:
         raise ValueError(f"TFRecord file(s) not found: {missing}")
-    dataset = tf.data.Dataset.from_tensor_slices([str(f) for f in files])
-    dataset = dataset.interleave(
-        lambda f: tf.data.TFRecordDataset(f, compression_type=compression),
-        cycle_length=min(cycle_length, len(files)),
-        num_parallel_calls=tf.data.AUTOTUNE,
-        deterministic=deterministic,
-    )
+    dataset = _records(files, compression, cycle_length, deterministic)
     return dataset.map(
         parse_example, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic
     )
@@ -237,7 +237,7 @@ def image_label_dataset(
     """
     from dlnotes.data import pipeline
 
-    compression = _check_compression(compression)
+    compression = check_compression(compression)
     if not files:
         raise ValueError("no TFRecord files given")
 
@@ -245,12 +245,7 @@ def image_label_dataset(
         record = parse_example(serialized)
         return pipeline.decode_image(record["image"]), tf.cast(record["label"], tf.int32)
 
-    records = tf.data.Dataset.from_tensor_slices([str(f) for f in files]).interleave(
-        lambda f: tf.data.TFRecordDataset(f, compression_type=compression),
-        cycle_length=min(4, len(files)),
-        num_parallel_calls=tf.data.AUTOTUNE,
-        deterministic=deterministic,
-    )
+    records = _records(files, compression, 4, deterministic)
     return records.map(decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
 
 
@@ -283,96 +278,48 @@ def shard_arrays(
         ValueError: For an inconsistent shard set, a record that cannot be decoded (naming its
             shard), or if no record belongs to ``class_ids``.
     """
-    from dlnotes.data import pipeline
-
     files = shard_files(out_dir, prefix)
     if not files:
         raise FileNotFoundError(
             f"no {prefix!r} shards in {out_dir}: write them with dlnotes-make-tfrecords"
         )
-    compression = next(c for c, suffix in SUFFIXES.items() if files[0].name.endswith(suffix))
     index = {wnid: i for i, wnid in enumerate(class_ids)}
-
-    def decode(serialized: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        record = parse_example(serialized)
-        return pipeline.decode_image(record["image"]), record["wnid"]
-
     counts = dict.fromkeys(class_ids, 0)
     kept_images, kept_labels = [], []
     for file in files:  # one after the other, so that a bad record's shard can be named
-        records = tf.data.TFRecordDataset(str(file), compression_type=compression)
-        batches = records.map(decode, num_parallel_calls=tf.data.AUTOTUNE).batch(batch_size)
-        try:
-            for images, wnids in batches.as_numpy_iterator():
-                for image, wnid in zip(images, (w.decode() for w in wnids), strict=True):
-                    if wnid in index and (per_class is None or counts[wnid] < per_class):
-                        counts[wnid] += 1
-                        kept_images.append(image)
-                        kept_labels.append(index[wnid])
-        except tf.errors.OpError as error:
-            raise ValueError(
-                f"the shard {file} holds a record that cannot be read or decoded "
-                f"({error.message.strip().splitlines()[0]}): write the shards again with "
-                "dlnotes-make-tfrecords, which checks every image and names the bad files"
-            ) from None
+        for image, wnid in _decoded_records(file, compression_of(files[0]), batch_size):
+            if wnid in index and (per_class is None or counts[wnid] < per_class):
+                counts[wnid] += 1
+                kept_images.append(image)
+                kept_labels.append(index[wnid])
     if not kept_images:
         raise ValueError(f"the {prefix} shards in {out_dir} hold no image of the classes asked for")
     return np.stack(kept_images), np.asarray(kept_labels, dtype=np.int64)
 
 
-def _shard_name(prefix: str) -> re.Pattern[str]:
-    return re.compile(
-        rf"{re.escape(prefix)}-(\d{{5}})-of-(\d{{5}})(\.tfrecord(?:\.gz|\.zz)?)(\.partial)?"
-    )
-
-
-def _shards_of(out_dir: Path, prefix: str, *, partial: bool = False) -> list[Path]:
-    """The shard files of ``prefix`` in ``out_dir``: complete ones, or else the partial ones."""
-    pattern = _shard_name(prefix)
-    found = []
-    for path in out_dir.glob(f"{glob.escape(prefix)}-*"):
-        match = pattern.fullmatch(path.name)
-        if match is not None and bool(match.group(4)) == partial:
-            found.append(path)
-    return sorted(found)
-
-
-def shard_files(out_dir: str | os.PathLike[str], prefix: str) -> list[Path]:
-    """List the complete shard set of ``prefix`` in ``out_dir`` (partial files are ignored).
-
-    Args:
-        out_dir: Folder of the shards.
-        prefix: File name prefix, e.g. ``"train"``.
-
-    Returns:
-        ``{prefix}-00000-of-000NN…`` to ``{prefix}-000NN-1-of-000NN…``, in order; empty if there
-        are none.
+def _decoded_records(file: Path, compression: str, batch_size: int) -> Iterator[tuple[Any, str]]:
+    """``(uint8 image, wnid)`` of each record of one shard, in order.
 
     Raises:
-        ValueError: If the folder holds shards of several sets (other counts or compressions)
-            or an incomplete set, e.g. left by an interrupted or older run: reading them would
-            give a wrong dataset. Running the writer again fixes it.
+        ValueError: Naming the shard, for a record that cannot be read or decoded.
     """
-    pattern = _shard_name(prefix)
-    files = _shards_of(Path(out_dir), prefix)
-    sets: dict[tuple[str, str], list[int]] = {}
-    for path in files:
-        match = pattern.fullmatch(path.name)
-        assert match is not None
-        sets.setdefault((match.group(2), match.group(3)), []).append(int(match.group(1)))
-    if len(sets) > 1:
-        described = ", ".join(f"{len(v)} of {int(n)} ({suffix})" for (n, suffix), v in sets.items())
+    from dlnotes.data import pipeline
+
+    def decode(serialized: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        record = parse_example(serialized)
+        return pipeline.decode_image(record["image"]), record["wnid"]
+
+    records = tf.data.TFRecordDataset(str(file), compression_type=compression)
+    batches = records.map(decode, num_parallel_calls=tf.data.AUTOTUNE).batch(batch_size)
+    try:
+        for images, wnids in batches.as_numpy_iterator():
+            yield from zip(images, (w.decode() for w in wnids), strict=True)
+    except tf.errors.OpError as error:
         raise ValueError(
-            f"{out_dir} holds more than one set of {prefix!r} shards ({described}); write them "
-            "again to keep one"
-        )
-    for (count, suffix), numbers in sets.items():
-        if sorted(numbers) != list(range(int(count))):
-            raise ValueError(
-                f"{out_dir} holds {len(numbers)} of the {int(count)} {prefix!r} shards "
-                f"({suffix}): the set is incomplete; write it again"
-            )
-    return files
+            f"the shard {file} holds a record that cannot be read or decoded "
+            f"({error.message.strip().splitlines()[0]}): write the shards again with "
+            "dlnotes-make-tfrecords, which checks every image and names the bad files"
+        ) from None
 
 
 _CLI_DOC = """Write one split of Tiny ImageNet as TFRecord shards of the original JPEG bytes.

@@ -16,12 +16,15 @@ import tempfile
 import time
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from dlnotes import runtime
 from dlnotes.data import tiny_imagenet
+
+if TYPE_CHECKING:
+    from dlnotes.data.pipeline import ChannelStats
 
 LOADERS = (
     "image_data_generator",
@@ -133,18 +136,43 @@ def compare_loaders(
     """
     if repeat < 1:
         raise ValueError(f"repeat must be at least 1, got {repeat}")
-    tf = runtime.import_quietly("tensorflow")
-    keras = runtime.import_quietly("keras")
-    # ImageDataGenerator left Keras' public API in Keras 3; its implementation still ships.
-    from keras.src.legacy.preprocessing.image import ImageDataGenerator
-
-    from dlnotes.data import pipeline, tfrecord
+    from dlnotes.data import pipeline
 
     files, labels, class_ids = tiny_imagenet.read_split(root, "train")
     assert labels is not None  # the training split is always labelled
     stats = pipeline.channel_stats(files, max_images=2000)
     long_files, long_labels = files * repeat, np.tile(labels, repeat)
     train_dir = str(Path(root) / "train")
+    legacy_batches = _image_data_generator(train_dir, class_ids, batch_size)
+    directory_ds = _directory_dataset(train_dir, class_ids, batch_size)
+    from_files = pipeline.train_dataset(long_files, long_labels, stats, batch_size=batch_size)
+    cached = pipeline.train_dataset(
+        long_files, long_labels, stats, batch_size=batch_size, cache=True
+    )
+    for _ in cached:  # fill the cache
+        pass
+    # The shards are a throw-away input of this measurement, read by no one else: a temporary
+    # folder that is deleted afterwards, not a folder published with dlnotes.runtime.storage.
+    with tempfile.TemporaryDirectory() as shard_dir:
+        from_records = _tfrecord_dataset(
+            shard_dir, long_files, long_labels, class_ids, stats, batch_size
+        )
+        return {
+            "image_data_generator": images_per_second(legacy_batches, repeat),
+            "image_dataset_from_directory": images_per_second(lambda: directory_ds, repeat),
+            "pipeline_files": images_per_second(lambda: from_files),
+            "pipeline_cache": images_per_second(lambda: cached),
+            "pipeline_tfrecord": images_per_second(lambda: from_records),
+        }
+
+
+def _image_data_generator(
+    train_dir: str, class_ids: list[str], batch_size: int
+) -> Callable[[], Iterable[Any]]:
+    """One epoch of the legacy ``ImageDataGenerator.flow_from_directory``, per call."""
+    runtime.import_quietly("keras")
+    # ImageDataGenerator left Keras' public API in Keras 3; its implementation still ships.
+    from keras.src.legacy.preprocessing.image import ImageDataGenerator
 
     generator = ImageDataGenerator(rescale=1 / 255, horizontal_flip=True).flow_from_directory(
         train_dir,
@@ -159,8 +187,15 @@ def compare_loaders(
         for _ in range(len(generator)):
             yield next(generator)
 
+    return legacy_batches
+
+
+def _directory_dataset(train_dir: str, class_ids: list[str], batch_size: int) -> Any:
+    """``keras.utils.image_dataset_from_directory`` with random flips, scaled to [0, 1]."""
+    tf = runtime.import_quietly("tensorflow")
+    keras = runtime.import_quietly("keras")
     flip = keras.layers.RandomFlip("horizontal")
-    directory_ds = (
+    return (
         keras.utils.image_dataset_from_directory(
             train_dir,
             labels="inferred",
@@ -173,32 +208,25 @@ def compare_loaders(
         .map(lambda x, y: (flip(x / 255.0), y))
         .prefetch(tf.data.AUTOTUNE)
     )
-    from_files = pipeline.train_dataset(long_files, long_labels, stats, batch_size=batch_size)
-    cached = pipeline.train_dataset(
-        long_files, long_labels, stats, batch_size=batch_size, cache=True
+
+
+def _tfrecord_dataset(
+    shard_dir: str,
+    files: list[str],
+    labels: np.ndarray,
+    class_ids: list[str],
+    stats: ChannelStats,
+    batch_size: int,
+) -> Any:
+    """Our pipeline reading ``files`` from 8 TFRecord shards written into ``shard_dir``."""
+    from dlnotes.data import pipeline, tfrecord
+
+    shards = tfrecord.write_shards(
+        files, labels, class_ids, shard_dir, prefix="train", num_shards=8, progress=False
     )
-    for _ in cached:  # fill the cache
-        pass
-    with tempfile.TemporaryDirectory() as shard_dir:
-        shards = tfrecord.write_shards(
-            long_files,
-            long_labels,
-            class_ids,
-            shard_dir,
-            prefix="train",
-            num_shards=8,
-            progress=False,
-        )
-        from_records = pipeline.prepare_training(
-            tfrecord.image_label_dataset(shards),
-            stats,
-            batch_size=batch_size,
-            shuffle_buffer=min(10_000, len(long_files)),
-        )
-        return {
-            "image_data_generator": images_per_second(legacy_batches, repeat),
-            "image_dataset_from_directory": images_per_second(lambda: directory_ds, repeat),
-            "pipeline_files": images_per_second(lambda: from_files),
-            "pipeline_cache": images_per_second(lambda: cached),
-            "pipeline_tfrecord": images_per_second(lambda: from_records),
-        }
+    return pipeline.prepare_training(
+        tfrecord.image_label_dataset(shards),
+        stats,
+        batch_size=batch_size,
+        shuffle_buffer=min(10_000, len(files)),
+    )

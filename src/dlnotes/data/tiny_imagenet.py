@@ -11,22 +11,18 @@ is, never moving or renaming an image:
 * ``test/images/*.JPEG`` holds unlabelled images.
 
 Any number of classes works: the course tests run on a 10-class subset of the real archive. A
-:class:`Subset` restricts what is read — some classes, a few images of each — and
-:func:`profile_subset` gives the subset of the run profile: the ``smoke`` profile reads at most 10
-classes and 100 training images per class of whatever dataset is present, so the full dataset costs
-no more time or memory than a small one. :func:`find_root` finds the dataset, downloading it when
-it is absent.
+:class:`Subset` restricts what is read — some classes, a few images of each.
+:mod:`dlnotes.data.selection` chooses which dataset and which subset a chapter or run reads.
 """
 
 from __future__ import annotations
 
 import csv
 import os
-import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import numpy as np
 
@@ -122,16 +118,6 @@ def read_class_names(
     return [names.get(wnid, wnid) for wnid in class_ids]
 
 
-SMOKE_CLASSES = 10
-"""At most this many classes in the smoke profile."""
-
-SMOKE_TRAIN_PER_CLASS = 100
-"""At most this many training images per class in the smoke profile."""
-
-SMOKE_TEST_IMAGES = 100
-"""At most this many (unlabelled) test images in the smoke profile."""
-
-
 def _positive_or_none(name: str, value: int | None) -> None:
     if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
         raise ValueError(f"{name} must be a positive integer or None, got {value!r}")
@@ -151,6 +137,8 @@ class Subset:
 
     Raises:
         ValueError: For an empty or repeated class list or a count below 1.
+
+    See :func:`dlnotes.data.selection.profile_subset` for the subset of a run profile.
     """
 
     classes: tuple[str, ...] | None = None
@@ -181,54 +169,6 @@ class Subset:
         if self.max_test is not None:
             parts.append(f"≤ {self.max_test} test images")
         return ", ".join(parts)
-
-
-def smoke_subset(root: str | os.PathLike[str]) -> Subset:
-    """The smoke profile's subset of a dataset: at most 10 classes, 100 training images each.
-
-    The classes are chosen deterministically and spread over the dataset: every
-    ``(n / 10)``-th id of the sorted class list (for the 200 classes of the full archive:
-    animals, objects, food and scenes alike). A dataset with 10 classes or fewer keeps them all.
-
-    Args:
-        root: The dataset root.
-
-    Returns:
-        The subset (also capped at 100 test images).
-
-    Raises:
-        FileNotFoundError: If ``root`` is not a dataset root.
-    """
-    class_ids = read_class_ids(root)
-    chosen = None
-    if len(class_ids) > SMOKE_CLASSES:
-        ordered = sorted(class_ids)
-        chosen = tuple(
-            ordered[index * len(ordered) // SMOKE_CLASSES] for index in range(SMOKE_CLASSES)
-        )
-    return Subset(chosen, SMOKE_TRAIN_PER_CLASS, SMOKE_TEST_IMAGES)
-
-
-def profile_subset(root: str | os.PathLike[str], profile: Any = None) -> Subset:
-    """The subset of ``root`` that a run profile reads: :func:`smoke_subset` or everything.
-
-    Args:
-        root: The dataset root.
-        profile: A :class:`dlnotes.runtime.profiles.Profile`, a profile name (``"smoke"``,
-            ``"full"``, ``"auto"``) or None for the current profile.
-
-    Returns:
-        ``Subset()`` (everything) in the full profile, :func:`smoke_subset` otherwise.
-
-    Raises:
-        ValueError: For an unknown profile name.
-        FileNotFoundError: If ``root`` is not a dataset root.
-    """
-    from dlnotes.runtime import profiles
-
-    if profile is None or isinstance(profile, str):
-        profile = profiles.get_profile(profile)
-    return Subset() if profile.is_full else smoke_subset(root)
 
 
 def _kept_classes(root: Path, subset: Subset) -> tuple[list[str], list[str]]:
@@ -333,7 +273,8 @@ def read_split(
         split: ``"train"``, ``"val"`` or ``"test"``.
         labels_csv: Optional manifest (``path,wnid[,confidence]``) whose rows replace the
             split's own labels; with it the test split becomes labelled (pseudo-labels).
-        subset: Read only part of the split (see :class:`Subset` and :func:`profile_subset`);
+        subset: Read only part of the split (see :class:`Subset` and
+            :func:`dlnotes.data.selection.profile_subset`);
             None reads everything. Only the kept classes' folders and images are touched.
 
     Returns:
@@ -366,88 +307,3 @@ def read_split(
         return SplitFiles(paths, label_array, class_ids)
     test_images = _list_images(root / "test" / "images")[: subset.max_test]
     return SplitFiles([str(p) for p in test_images], None, class_ids)
-
-
-SYNTHETIC_FOLDER = "synthetic-tiny-imagenet"
-
-
-def _synthetic_stand_in() -> Path:
-    from dlnotes.data import synthetic
-    from dlnotes.runtime import paths
-
-    stand_in = paths.cache_dir() / SYNTHETIC_FOLDER / "tiny-imagenet-200"
-    if not (stand_in / "wnids.txt").is_file():
-        staging = paths.cache_dir() / f".{SYNTHETIC_FOLDER}.partial"
-        shutil.rmtree(staging, ignore_errors=True)
-        synthetic.write_tiny_imagenet(
-            staging, num_classes=10, train_per_class=100, val_per_class=50, test_images=100
-        )
-        stand_in.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(staging / "tiny-imagenet-200", stand_in)
-        shutil.rmtree(staging, ignore_errors=True)
-    return stand_in
-
-
-def find_root(profile: Any = None, *, announce: bool = True) -> Path:
-    """The dataset root a chapter reads; downloads Tiny ImageNet the first time.
-
-    * ``$DLNOTES_DATA_DIR`` or the cache (:func:`dlnotes.runtime.paths.data_dir`) when it holds a
-      dataset;
-    * otherwise the real Tiny ImageNet is downloaded there — verified, extracted atomically,
-      with a progress bar (:func:`dlnotes.data.download.prepare_tiny_imagenet`; a mirror can be set
-      with ``$DLNOTES_DATA_URL`` and ``$DLNOTES_DATA_MD5``);
-    * only when the download cannot be made: in the smoke profile, a synthetic stand-in in the
-      original layout (10 classes, 100 training images each), with a warning box on the page
-      (:func:`dlnotes.runtime.notices.show_stand_in`); in the full profile, an error.
-
-    Args:
-        profile: A :class:`dlnotes.runtime.profiles.Profile`; defaults to the current one.
-        announce: Print which data is used.
-
-    Returns:
-        The dataset root.
-
-    Raises:
-        FileNotFoundError: In the full profile when the dataset is missing and cannot be
-            downloaded.
-        ValueError: If ``$DLNOTES_DATA_URL`` is set without ``$DLNOTES_DATA_MD5`` or the other
-            way round.
-    """
-    from dlnotes import runtime
-    from dlnotes.data import download
-    from dlnotes.runtime import paths, profiles
-
-    root = paths.data_dir()
-    if download.is_prepared(root):
-        if announce:
-            print(f"data: {root}")
-        return root
-    url, md5 = download.archive_source()
-    if announce:
-        print(f"data: no Tiny ImageNet at {root}; downloading it once from {url}", flush=True)
-    try:
-        runtime.import_quietly("keras")
-        root = download.prepare_tiny_imagenet(root, url=url, md5=md5)
-    except download.DownloadError as error:
-        failure = error
-    else:
-        if announce:
-            print(f"data: {root}")
-        return root
-    profile = profile if profile is not None else profiles.get_profile()
-    if profile.is_full:
-        raise FileNotFoundError(
-            f"Tiny ImageNet not found at {root} and the download failed ({failure}). Run "
-            f"{download.DOWNLOAD_COMMAND} or set DLNOTES_DATA_DIR"
-        ) from failure
-    stand_in = _synthetic_stand_in()
-    if announce:
-        print(f"data: SYNTHETIC stand-in at {stand_in}")
-    runtime.show_stand_in(
-        "synthetic images instead of Tiny ImageNet",
-        f"There is no dataset at {root} and it could not be downloaded ({failure}). This page "
-        "ran on coloured stripe patterns in Tiny ImageNet's layout.",
-        f"Run `{download.DOWNLOAD_COMMAND}` where the internet can be reached (or set "
-        "`DLNOTES_DATA_DIR` to a Tiny ImageNet root), then run this notebook again.",
-    )
-    return stand_in

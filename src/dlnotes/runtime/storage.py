@@ -6,8 +6,10 @@ disk can fill up in the middle of a write. The course's tools therefore follow t
 * **Write, then rename.** A file is written under a temporary name in its final folder and moved
   into place with :func:`os.replace`, which is atomic on POSIX file systems: a reader sees the old
   file or the new one, never half of one (:func:`atomic_path` for any writer, and its short forms
-  :func:`write_text`, :func:`write_json`). A folder is built the same way: in a
-  :func:`staging_folder` beside its final place, then moved there with one rename.
+  :func:`write_text`, :func:`write_json`; :func:`atomic_files` for a set of files that is only
+  moved into place once all are complete). A folder is built the same way: in a staging folder
+  beside its final place, then moved there with one rename (:func:`staged_folder`, built on
+  :func:`staging_folder`).
 * **One writer per folder.** :func:`locked_folder` holds an exclusive ``fcntl.flock`` on the folder
   itself while a tool writes into it. The kernel releases the lock when the process dies, however
   it dies, so a killed run never leaves the folder locked, and no lock file is left behind.
@@ -23,12 +25,13 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import glob
 import json
 import os
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -48,14 +51,59 @@ class FolderInUse(OSError):
 
 
 @contextlib.contextmanager
+def atomic_files(paths: Sequence[str | os.PathLike[str]]) -> Iterator[list[Path]]:
+    """Temporary names for a set of files, moved onto them only once the whole block has succeeded.
+
+    The block writes each file to its yielded ``<name>.partial``; when it ends without error,
+    the files are moved into place with :func:`os.replace`, in order. Each move is atomic, the set
+    is not: a process killed between two moves leaves part of the new set beside part of the old
+    one, so a reader of the set checks that it is consistent (as
+    :func:`dlnotes.data.tfrecord.shard_files` does). If the block raises, every temporary file is
+    removed and the files keep their previous content; a killed process leaves its ``.partial``
+    files, which the next writer of the set removes.
+
+    Args:
+        paths: The files to write, in the folders they end up in.
+
+    Yields:
+        Where to write them: ``<name>.partial`` beside each, in the order of ``paths``.
+
+    Raises:
+        ValueError: If ``paths`` is empty or names a file twice.
+        OSError: Naming the file, when one cannot be moved into place; an exception of the block
+            propagates unchanged.
+    """
+    finals = [Path(path) for path in paths]
+    if not finals or len(set(finals)) != len(finals):
+        raise ValueError(f"atomic_files needs distinct files, got {[str(p) for p in finals]}")
+    partials = [final.with_name(final.name + ".partial") for final in finals]
+    try:
+        yield partials
+        for partial, final in zip(partials, finals, strict=True):
+            try:
+                os.replace(partial, final)
+            except OSError as error:
+                raise _naming(error, final) from error
+    finally:
+        for partial in partials:
+            partial.unlink(missing_ok=True)
+
+
+def _naming(error: OSError, path: Path) -> OSError:
+    """``error`` as an OSError of the same number whose message names ``path``."""
+    return OSError(error.errno, f"could not write {path}: {error.strerror or error}")
+
+
+@contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """A temporary name for ``path`` that replaces ``path`` when the block ends without error.
 
     This is the one way the package writes a file: the block writes to the yielded path (with any
-    writer that takes a file name: ``numpy.save``, ``h5py``, a TFRecord writer, ``csv``), and the
-    file is then moved onto ``path`` with :func:`os.replace`. If the block raises, or the process
-    is killed, ``path`` keeps its previous content (or stays absent); the temporary file is removed
-    on an exception and is left as ``<name>.partial`` only by a killed process.
+    writer that takes a file name: ``numpy.save``, ``h5py``, ``csv``), and the file is then moved
+    onto ``path`` with :func:`os.replace` (:func:`atomic_files` with one file). If the block
+    raises, or the process is killed, ``path`` keeps its previous content (or stays absent); the
+    temporary file is removed on an exception and is left as ``<name>.partial`` only by a killed
+    process.
 
     Args:
         path: The file to write.
@@ -68,16 +116,11 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
             full); other exceptions of the block propagate unchanged.
     """
     path = Path(path)
-    partial = path.with_name(path.name + ".partial")
-    try:
-        yield partial
-        os.replace(partial, path)
-    except OSError as error:
-        partial.unlink(missing_ok=True)
-        raise OSError(error.errno, f"could not write {path}: {error.strerror or error}") from error
-    except BaseException:
-        partial.unlink(missing_ok=True)
-        raise
+    with atomic_files([path]) as (partial,):
+        try:
+            yield partial
+        except OSError as error:
+            raise _naming(error, path) from error
 
 
 def write_text(path: str | os.PathLike[str], text: str) -> None:
@@ -218,6 +261,65 @@ def staging_folder(parent: str | os.PathLike[str], prefix: str) -> Iterator[Path
         shutil.rmtree(staging, ignore_errors=True)
         if fd is not None:
             os.close(fd)
+
+
+@contextlib.contextmanager
+def staged_folder(final: str | os.PathLike[str], *, replace: bool = False) -> Iterator[Path]:
+    """Build a folder where no reader sees it, then move it onto ``final`` with one rename.
+
+    This is the one way the package makes a folder appear complete or not at all (an extracted
+    dataset, a cache entry, an exported model). In order:
+
+    1. ``final``'s parent is created if needed, and the staging folders of ``final`` that killed
+       processes left there (``.<name>.partial-*``) are removed (:func:`remove_abandoned`);
+    2. a new staging folder ``.<name>.partial-<random>`` is made beside ``final`` and locked
+       (:func:`staging_folder`); the block gets the empty folder ``<staging>/<name>`` in it
+       (created with the usual permissions) and builds the content there;
+    3. if the block ends without error, that folder is renamed onto ``final``. Where ``final``
+       exists already, ``replace=False`` raises :class:`FileExistsError`; ``replace=True`` first
+       moves the old folder into the staging folder, so it is never half deleted in place;
+    4. in every case the staging folder and what is left in it are deleted.
+
+    An exception of the block leaves ``final`` as it was. A process killed at any moment leaves
+    ``final`` as it was (with ``replace=True``, killed between the two renames: absent) and its
+    staging folder, which the next :func:`staged_folder` of ``final`` removes.
+
+    Args:
+        final: The folder to create (or replace).
+        replace: Replace an existing ``final``; False refuses it, before the block runs and
+            again before the rename.
+
+    Yields:
+        The folder to build in: ``<parent>/.<name>.partial-<random>/<name>``, empty.
+
+    Raises:
+        FileExistsError: Naming ``final``, if it exists and ``replace`` is False.
+        OSError: Naming ``final`` if it cannot be moved into place; exceptions of the block
+            propagate unchanged.
+    """
+    final = Path(final)
+    prefix = f".{final.name}.partial-"
+    _refuse_existing(final, replace)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    remove_abandoned(final.parent, glob.escape(prefix) + "*")
+    with staging_folder(final.parent, prefix) as staging:
+        built = staging / final.name
+        built.mkdir()
+        yield built
+        _refuse_existing(final, replace)
+        try:
+            if final.exists() or final.is_symlink():
+                os.replace(final, staging / f"{final.name}.previous")
+            os.replace(built, final)
+        except OSError as error:
+            raise OSError(
+                error.errno, f"could not move {built} onto {final}: {error.strerror or error}"
+            ) from error
+
+
+def _refuse_existing(final: Path, replace: bool) -> None:
+    if not replace and (final.exists() or final.is_symlink()):
+        raise FileExistsError(errno.EEXIST, f"{final} exists already")
 
 
 def remove_abandoned(parent: str | os.PathLike[str], pattern: str) -> list[Path]:
