@@ -63,8 +63,8 @@ def close_http_errors(error: BaseException | None) -> None:
 def archive_source() -> tuple[str, str]:
     """Return the archive's address and MD5 checksum: the official ones unless overridden.
 
-    ``$DLNOTES_DATA_URL`` and ``$DLNOTES_DATA_MD5`` (see :mod:`dlnotes.paths`) name a mirror. A
-    mirror's archive differs from the official one, so its address needs its checksum.
+    ``$DLNOTES_DATA_URL`` and ``$DLNOTES_DATA_MD5`` (see :mod:`dlnotes.runtime.paths`) name a
+    mirror. A mirror's archive differs from the official one, so its address needs its checksum.
 
     Returns:
         ``(url, md5)``.

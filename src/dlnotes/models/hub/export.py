@@ -6,7 +6,7 @@
 * :func:`export_standin_classifier`: a small network trained on the dataset's own images, a weak
   but honest stand-in where no pretrained classifier can be had.
 
-Every export is written into a :func:`dlnotes.runtime.storage.staging_folder` beside its final
+Every export is built by :func:`dlnotes.runtime.storage.staged_folder` beside its final
 place and moved there with one rename: a killed export leaves no half-written model, and
 processes exporting at the same time (parallel tests) do not mix their files.
 """
@@ -39,11 +39,9 @@ def _export(model: Any, path: Path) -> None:
         OSError: If the finished export cannot be moved to ``path`` (e.g. another process's
             export arrived there first).
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    storage.remove_abandoned(path.parent, f".{path.name}.partial-*")  # left by killed exports
-    with storage.staging_folder(path.parent, f".{path.name}.partial-") as staging:
-        model.export(str(staging / "model"), format="tf_saved_model", verbose=False)
-        os.replace(staging / "model", path)
+    with storage.staged_folder(path) as built:
+        built.rmdir()  # the SavedModel writer creates its own folder
+        model.export(str(built), format="tf_saved_model", verbose=False)
 
 
 def _background_logit_layer() -> Any:
