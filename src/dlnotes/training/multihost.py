@@ -54,7 +54,8 @@ from typing import Any
 import numpy as np
 
 from dlnotes.runtime import import_quietly, keras_backend, storage
-from dlnotes.training import callbacks
+from dlnotes.training import backup
+from dlnotes.training.config import RunOptions
 
 JOB_ADDRESSES_ENV = "KERAS_DISTRIBUTION_JOB_ADDRESSES"
 NUM_PROCESSES_ENV = "KERAS_DISTRIBUTION_NUM_PROCESSES"
@@ -118,7 +119,7 @@ def _coordinator(text: str, origin: str) -> str:
 
 
 def process_settings(
-    args: argparse.Namespace, environ: Mapping[str, str] | None = None
+    args: RunOptions | argparse.Namespace, environ: Mapping[str, str] | None = None
 ) -> ProcessSettings:
     """Resolve and check the processes of a run, before anything is started or written.
 
@@ -128,7 +129,7 @@ def process_settings(
     ``--distribute data-parallel`` (SLURM's variables are ignored without it) and the JAX backend.
 
     Args:
-        args: From :func:`dlnotes.training.cli.parse_args` (missing attributes are defaults).
+        args: The run's options, or a parsed command line (missing attributes are defaults).
         environ: The environment (default: ``os.environ``).
 
     Returns:
@@ -357,9 +358,9 @@ class ProcessGroup:
             name: hashlib.sha256(text.encode()).hexdigest() for name, text in identity.items()
         }
         outcome: dict[str, Any] = {"first_epoch": first_epoch, "identity": digest}
-        weights = backup_dir / callbacks.BACKUP_WEIGHTS
+        weights = backup_dir / backup.BACKUP_WEIGHTS
         if self.writes and first_epoch:
-            outcome["metadata"] = (backup_dir / callbacks.BACKUP_METADATA).read_text()
+            outcome["metadata"] = (backup_dir / backup.BACKUP_METADATA).read_text()
             outcome["weights_bytes"] = weights.stat().st_size
         outcomes = self._meet(outcome)
         first = outcomes[0]["identity"]
@@ -381,8 +382,8 @@ class ProcessGroup:
             received = self._broadcast(data)
             if not self.writes:
                 backup_dir.mkdir(parents=True, exist_ok=True)
-                (backup_dir / callbacks.BACKUP_WEIGHTS).write_bytes(received.tobytes())
-                storage.write_text(backup_dir / callbacks.BACKUP_METADATA, outcomes[0]["metadata"])
+                (backup_dir / backup.BACKUP_WEIGHTS).write_bytes(received.tobytes())
+                storage.write_text(backup_dir / backup.BACKUP_METADATA, outcomes[0]["metadata"])
         return first_epoch
 
 
