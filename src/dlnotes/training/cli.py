@@ -10,7 +10,7 @@ Re-running the same command after an interruption — even ``kill -9`` at any in
 writes included — resumes from ``OUT/backup`` after the last finished epoch and finishes the
 requested number of epochs; ``OUT/history.csv`` has each epoch exactly once and
 ``OUT/best.weights.h5`` stays the best epoch's weights (see
-:class:`dlnotes.training.callbacks.RunBackup`).
+:class:`dlnotes.training.backup.RunBackup`).
 One trainer at a time may use ``OUT`` (a second one is refused). Every setting and
 ``KERAS_BACKEND`` are checked before ``OUT`` is created or touched; the settings
 (``config.json``) and the data (``dataset.json``: class ids and a fingerprint of the files) are

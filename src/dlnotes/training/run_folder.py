@@ -1,7 +1,7 @@
 """The run folder: opened and locked, checked before a resume, and written — the one module that
 writes a run's records (``config.json``, ``devices.json``, ``dataset.json`` and their manifest,
 ``metrics.json``); the checkpoints and the log are committed by
-:class:`dlnotes.training.callbacks.RunBackup` during ``fit``.
+:class:`dlnotes.training.backup.RunBackup` during ``fit``.
 
 Nothing is written into the folder before every check has passed: :func:`open_run_folder` locks
 it (creating it empty if needed), :func:`check_resumable` finishes an interrupted commit and

@@ -15,17 +15,12 @@ The command line is :mod:`dlnotes.training.cli`. Another dataset or network plug
 
 from __future__ import annotations
 
-import datetime
 import json
-import math
 import os
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 from dlnotes import runtime
 from dlnotes.training import callbacks, fit, multihost, optimization, run_folder
@@ -38,6 +33,7 @@ from dlnotes.training.datasets import (
     training_batches,
     validation_batches,
 )
+from dlnotes.training.metrics import Fitted, Plan, run_metrics
 
 MAX_STEPS_PER_EXECUTION = 10_000
 MAX_DECODE_WORKERS = 1024
@@ -140,34 +136,6 @@ def check_options(options: RunOptions) -> None:
 
 
 @dataclass(frozen=True)
-class _Plan:
-    """How the run is spread and stepped, once the devices are known."""
-
-    replicas: int
-    processes: int
-    global_batch: int
-    steps_per_epoch: int
-    steps_per_execution: int
-    first_epoch: int
-    policy: str
-    compiled: bool  # XLA everywhere (on a GPU), else Keras' choice
-
-
-@dataclass(frozen=True)
-class _Fitted:
-    """What the fit and the evaluation measured, for ``metrics.json``."""
-
-    plan: _Plan
-    parameters: int
-    build_seconds: float
-    fit_seconds: float
-    evaluate_seconds: float
-    throughput: callbacks.Throughput
-    single: dict[str, float]
-    averaged: dict[str, float] | None
-
-
-@dataclass(frozen=True)
 class _Run:
     """One call of :func:`train`: its inputs, and the steps that use them."""
 
@@ -199,7 +167,7 @@ class _Run:
         with fit.distribution(self.options.distribute) as (replicas, scope):
             plan = self._plan(out_dir, dataset, files, group, first_epoch, replicas)
             fitted = self._fit(out_dir, dataset, root, group, plan, scope)
-        metrics = _metrics(
+        metrics = run_metrics(
             config,
             dataset,
             fitted,
@@ -220,7 +188,7 @@ class _Run:
         group: multihost.ProcessGroup,
         first_epoch: int,
         replicas: int,
-    ) -> _Plan:
+    ) -> Plan:
         """Check the batch and the devices; with several processes, agree on the start."""
         config = self.config
         global_batch = config.batch_size * replicas
@@ -238,7 +206,7 @@ class _Run:
         # run folder says (the others' folders are private and start empty).
         settings = json.dumps([config_record(config), self.options.distribute, steps_per_execution])
         identity = {"settings": settings, "data": files.fingerprint}
-        return _Plan(
+        return Plan(
             replicas=replicas,
             processes=group.count,
             global_batch=global_batch,
@@ -255,9 +223,9 @@ class _Run:
         dataset: Dataset,
         root: Path,
         group: multihost.ProcessGroup,
-        plan: _Plan,
+        plan: Plan,
         scope: Any,
-    ) -> _Fitted:
+    ) -> Fitted:
         """Build the models, record the run, fit and evaluate (inside the distribution)."""
         config = self.config
         build_started = time.perf_counter()
@@ -279,6 +247,19 @@ class _Run:
         )
         callbacks.truncate_log(out_dir / "history.csv", plan.first_epoch)
         self._announce(dataset, plan, network.count_params(), build_seconds)
+        fitted = self._fit_and_evaluate(out_dir, dataset, group, plan, built)
+        return Fitted(plan, int(network.count_params()), build_seconds, *fitted)
+
+    def _fit_and_evaluate(
+        self,
+        out_dir: Path,
+        dataset: Dataset,
+        group: multihost.ProcessGroup,
+        plan: Plan,
+        built: Any,
+    ) -> tuple[float, float, callbacks.Throughput, dict[str, float], dict[str, float] | None]:
+        """Fit and evaluate: the seconds of each, the throughput meter and the evaluations."""
+        config = self.config
         throughput = callbacks.Throughput(
             plan.global_batch, images_per_epoch=plan.steps_per_epoch * plan.global_batch, echo=True
         )
@@ -301,18 +282,10 @@ class _Run:
         fit_seconds = time.perf_counter() - fit_started
         evaluate_started = time.perf_counter()
         single, averaged = _evaluate(built, config, val_batches)
-        return _Fitted(
-            plan=plan,
-            parameters=int(network.count_params()),
-            build_seconds=build_seconds,
-            fit_seconds=fit_seconds,
-            evaluate_seconds=time.perf_counter() - evaluate_started,
-            throughput=throughput,
-            single=single,
-            averaged=averaged,
-        )
+        evaluate_seconds = time.perf_counter() - evaluate_started
+        return fit_seconds, evaluate_seconds, throughput, single, averaged
 
-    def _announce(self, dataset: Dataset, plan: _Plan, parameters: int, seconds: float) -> None:
+    def _announce(self, dataset: Dataset, plan: Plan, parameters: int, seconds: float) -> None:
         """Print where training starts and what it trains."""
         if plan.first_epoch:
             print(f"resuming after epoch {plan.first_epoch} of {self.config.epochs}", flush=True)
@@ -348,77 +321,3 @@ def _evaluate(
         else None
     )
     return single, averaged
-
-
-def _metrics(
-    config: TrainConfig,
-    dataset: Dataset,
-    fitted: _Fitted,
-    out_dir: Path,
-    *,
-    started: float,
-    compilation_cache: Path | None,
-    distribute: str,
-) -> dict[str, Any]:
-    """What ``metrics.json`` records: the accuracy, where the time went, the machine, the data.
-
-    A resumed run with nothing left to train keeps the rate and epoch times measured before.
-    """
-    history = callbacks.read_log(out_dir / "history.csv")
-    previous = run_folder.previous_metrics(out_dir)
-    rate: float | None = fitted.throughput.steady_rate
-    if rate is None or math.isnan(rate):
-        rate = previous.get("train_images_per_second")
-    epochs = fitted.throughput.epoch_seconds
-    single, averaged, plan = fitted.single, fitted.averaged, fitted.plan
-    final = averaged if averaged is not None else single
-    return {
-        "val_top1": float(final["accuracy"]),
-        "val_top5": float(final["top5"]),
-        "val_top1_single_view": float(single["accuracy"]),
-        "val_top5_single_view": float(single["top5"]),
-        "val_top1_flip_averaged": None if averaged is None else float(averaged["accuracy"]),
-        "val_top5_flip_averaged": None if averaged is None else float(averaged["top5"]),
-        "best_val_top1": max(history.get("val_accuracy", [single["accuracy"]])),
-        "epochs_completed": len(history.get("epoch", [])),
-        "train_images_per_second": rate,
-        "wall_seconds": time.perf_counter() - started,
-        "decode_seconds": dataset.decode_seconds,
-        "first_epoch_seconds": epochs[0] if epochs else previous.get("first_epoch_seconds"),
-        "median_epoch_seconds": (
-            float(np.median(epochs[1:]))
-            if len(epochs) > 1
-            else previous.get("median_epoch_seconds")
-        ),
-        "build_seconds": fitted.build_seconds,
-        "fit_seconds": fitted.fit_seconds,
-        "evaluate_seconds": fitted.evaluate_seconds,
-        "decode_cache": dataset.decode_cache,
-        "compilation_cache": None if compilation_cache is None else str(compilation_cache),
-        **_versions(),
-        "device": runtime.device_description(),
-        "distribute": distribute,
-        "replicas": plan.replicas,
-        "processes": plan.processes,
-        "global_batch_size": plan.global_batch,
-        "steps_per_execution": plan.steps_per_execution,
-        "profile": config.profile,
-        "precision": plan.policy,
-        "parameters": fitted.parameters,
-        "num_classes": len(dataset.class_ids),
-        "train_images": len(dataset.train_images),
-        "val_images": len(dataset.val_images),
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-    }
-
-
-def _versions() -> dict[str, str]:
-    keras = runtime.import_quietly("keras")
-    backend = runtime.keras_backend()
-    module = runtime.import_quietly(backend)
-    return {
-        "keras_version": keras.__version__,
-        "backend": backend,
-        "backend_version": str(getattr(module, "__version__", "unknown")),
-        "python_version": sys.version.split()[0],
-    }
