@@ -14,7 +14,7 @@ import pytest
 
 from dlnotes import runtime, training
 from dlnotes.data import decode_cache
-from dlnotes.training import runner
+from dlnotes.training import datasets
 
 KEY = "ab" * 32
 
@@ -92,9 +92,9 @@ def test_a_rerun_loads_the_decoded_images_and_changed_data_decodes_again(
     monkeypatch.setenv(decode_cache.DECODE_CACHE_ENV, str(tmp_path / "cache"))
     config = training.TrainConfig.for_profile("smoke", max_train_per_class=20)
 
-    def load() -> runner.Dataset:
-        files = runner.dataset_files(tiny_imagenet_copy, config)
-        return runner.load_dataset(tiny_imagenet_copy, config, files=files)
+    def load() -> datasets.Dataset:
+        files = datasets.dataset_files(tiny_imagenet_copy, config)
+        return datasets.load_dataset(tiny_imagenet_copy, config, files=files)
 
     first, second = load(), load()
     assert (first.decode_cache, second.decode_cache) == ("stored", "hit")
@@ -102,7 +102,7 @@ def test_a_rerun_loads_the_decoded_images_and_changed_data_decodes_again(
     np.testing.assert_array_equal(first.val_images, second.val_images)
     assert (first.mean, first.std) == (second.mean, second.std)
     # A training image replaced by another of the same class: other pixels, decoded afresh.
-    files = runner.dataset_files(tiny_imagenet_copy, config)
+    files = datasets.dataset_files(tiny_imagenet_copy, config)
     shutil.copy(files.train_paths[1], files.train_paths[0])
     third = load()
     assert third.decode_cache == "stored"
@@ -171,10 +171,10 @@ def test_the_cache_key_follows_modification_times_the_fingerprint_does_not(
     tiny_imagenet_copy: Path,
 ) -> None:
     config = training.TrainConfig.for_profile("smoke", max_train_per_class=5)
-    before = runner.dataset_files(tiny_imagenet_copy, config)
+    before = datasets.dataset_files(tiny_imagenet_copy, config)
     assert len(before.cache_key) == 64 and before.cache_key != before.fingerprint
     first = Path(before.train_paths[0])
     os.utime(first, ns=(first.stat().st_atime_ns, first.stat().st_mtime_ns + 10**9))
-    after = runner.dataset_files(tiny_imagenet_copy, config)
+    after = datasets.dataset_files(tiny_imagenet_copy, config)
     assert after.fingerprint == before.fingerprint  # the run folder accepts the same files
     assert after.cache_key != before.cache_key  # but they are decoded afresh

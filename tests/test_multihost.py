@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_train_cli import TINY, train_command
+from test_train_cli import TINY, killed_at, train_command
 
 from conftest import REPO_ROOT
 from dlnotes import training
@@ -373,13 +373,13 @@ def _processes(
     for index, out_dir in enumerate(out_dirs):
         command = train_command(root, out_dir, *RUN, "--distribute", "data-parallel", *extra)
         command += ["--coordinator-address", f"localhost:{port}", "--process-timeout", "20"]
-        hook = {training.KILL_POINT_ENV: kill_second_at} if kill_second_at and index else {}
+        if kill_second_at and index:
+            command = killed_at(command, kill_second_at)
         environment = _environment(
             tmp_path,
             2,
             KERAS_DISTRIBUTION_NUM_PROCESSES=str(len(out_dirs)),
             KERAS_DISTRIBUTION_PROCESS_ID=str(index),
-            **hook,
         )
         started.append(
             subprocess.Popen(
@@ -443,19 +443,20 @@ def killed_and_resumed(tiny_imagenet: Path, tmp_path_factory: pytest.TempPathFac
     tmp_path = tmp_path_factory.mktemp("multihost")
     one, two, elsewhere = tmp_path / "one", tmp_path / "two", tmp_path / "never-written"
 
-    def one_process(**hook: str) -> subprocess.Popen[str]:
+    def one_process(kill_at: str = "") -> subprocess.Popen[str]:
+        command = train_command(tiny_imagenet, one, *RUN, "--distribute", "data-parallel")
         return subprocess.Popen(
-            train_command(tiny_imagenet, one, *RUN, "--distribute", "data-parallel"),
+            killed_at(command, kill_at) if kill_at else command,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
-            env=_environment(tmp_path, 4, **hook),
+            env=_environment(tmp_path, 4),
             start_new_session=True,
         )
 
     # Killed as the second epoch begins: the one process, and process 1 of the two (process 0
     # has committed the first epoch by then). All at once: the two processes wait for each other.
-    single = one_process(**{training.KILL_POINT_ENV: "begin:1"})
+    single = one_process("begin:1")
     pair = _processes(tiny_imagenet, [two, elsewhere], tmp_path, kill_second_at="begin:1")
     try:
         stdout, stderr = pair[1].communicate(timeout=600)

@@ -6,15 +6,16 @@ benchmarks/results/README.md) before changing the defaults.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
-from dataclasses import asdict
 from pathlib import Path
 
 import pytest
 
 from dlnotes import training
+from dlnotes.training import records
 
 RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
 CURRENT = {"full-profile": "full", "fast-profile": "fast"}
@@ -50,7 +51,7 @@ RECORDED = (*CURRENT, *PREVIOUS)
 
 def _load(name: str) -> tuple[dict, dict, dict[str, list[float]]]:
     folder = RESULTS / name
-    config = json.loads((folder / "config.json").read_text())
+    config = training.upgrade_record(json.loads((folder / "config.json").read_text()))
     metrics = json.loads((folder / "metrics.json").read_text())
     return config, metrics, training.read_log(folder / "history.csv")
 
@@ -58,8 +59,28 @@ def _load(name: str) -> tuple[dict, dict, dict[str, list[float]]]:
 @pytest.mark.parametrize("name", CURRENT)
 def test_recorded_config_is_the_current_profile(name: str) -> None:
     config, _, _ = _load(name)
-    current = json.loads(json.dumps(asdict(training.TrainConfig.for_profile(CURRENT[name]))))
+    current = training.config_record(training.TrainConfig.for_profile(CURRENT[name]))
     assert config == current, f"the {CURRENT[name]} profile changed: record a new run first"
+
+
+@dataclasses.dataclass(frozen=True)
+class _WithANewSetting(training.TrainConfig):
+    """``TrainConfig`` as it would be with a setting added after the runs were recorded."""
+
+    new_setting: bool = False
+
+
+@pytest.mark.parametrize("name", CURRENT)
+def test_a_new_defaulted_setting_keeps_the_recorded_runs_current(name: str) -> None:
+    recorded = json.loads((RESULTS / name / "config.json").read_text())
+    newer = _WithANewSetting.for_profile(CURRENT[name])
+    assert "new_setting" not in recorded
+    assert training.upgrade_record(recorded, _WithANewSetting) == training.config_record(newer)
+    assert training.changed_settings(recorded, newer) == []
+    changed = dataclasses.replace(newer, new_setting=True)
+    assert training.changed_settings(recorded, changed) == ["new_setting"]
+    loaded = records.load_run(name, root=RESULTS).config
+    assert loaded == training.config_record(training.TrainConfig.for_profile(CURRENT[name]))
 
 
 @pytest.mark.parametrize("name", PREVIOUS)

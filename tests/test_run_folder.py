@@ -1,7 +1,7 @@
 """The run folder's checkpoints, killed at every point of their commit (in-process, real images).
 
-A test-only hook stands in for ``kill -9`` here: ``dlnotes.training.callbacks._kill_point`` raises
-where the ``DLNOTES_TEST_KILL_AT`` hook would SIGKILL the process, and a staged file is cut to
+``RunBackup.reached``, the backup's documented extension point, stands in for ``kill -9`` here: it
+is patched to raise where ``tests/kill_at.py`` SIGKILLs the process, and a staged file is cut to
 what a kill in the middle of its write leaves. ``test_train_cli.py`` kills real trainer processes.
 """
 
@@ -117,12 +117,12 @@ def _metadata(out_dir: Path) -> dict:
 def test_a_kill_anywhere_in_the_commit_loses_at_most_the_epoch_in_progress(
     images, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, point, epoch, staged_bytes, resumes_at
 ) -> None:
-    def kill_point(name: str, at: int | None) -> None:
+    def reached(self: training.RunBackup, name: str, at: int) -> None:
         if (name, at) == (point, epoch):
             raise Killed
 
     with monkeypatch.context() as patch:
-        patch.setattr(training_callbacks, "_kill_point", kill_point)
+        patch.setattr(training.RunBackup, "reached", reached)
         with pytest.raises(Killed):
             _train(tmp_path, images)
     backup = tmp_path / "backup"

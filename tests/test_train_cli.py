@@ -37,6 +37,16 @@ def train_command(root: Path, out_dir: Path, *extra: str) -> list[str]:
     ]
 
 
+KILL_AT = Path(__file__).with_name("kill_at.py")
+
+
+def killed_at(command: list[str], point: str) -> list[str]:
+    """``command`` (from :func:`train_command`) through the test-only launcher that makes the
+    trainer SIGKILL itself at ``point`` (``POINT:EPOCH``, see ``tests/kill_at.py``)."""
+    assert command[1:3] == ["-m", "dlnotes.train"], command
+    return [command[0], str(KILL_AT), point, *command[3:]]
+
+
 def run_train(root: Path, out_dir: Path, *extra: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         train_command(root, out_dir, *extra), capture_output=True, text=True, timeout=900
@@ -133,9 +143,8 @@ def test_a_damaged_run_folder_is_refused_naming_the_file_and_left_as_it_is(
 
 
 def run_killed(command: list[str], point: str) -> subprocess.CompletedProcess[str]:
-    """Run the trainer with the test hook that makes it SIGKILL itself at ``point``."""
-    environment = {**os.environ, training.KILL_POINT_ENV: point}
-    result = subprocess.run(command, capture_output=True, text=True, timeout=900, env=environment)
+    """Run the trainer through the test launcher that makes it SIGKILL itself at ``point``."""
+    result = subprocess.run(killed_at(command, point), capture_output=True, text=True, timeout=900)
     assert result.returncode == -signal.SIGKILL, result.stdout[-3000:] + result.stderr[-3000:]
     return result
 
@@ -167,11 +176,7 @@ def test_kills_at_checkpoint_writes_a_second_trainer_and_other_data(
     # refused at once; the first goes on until it is killed while it rewrites the backup after
     # its second epoch (the file cut to 96 bytes, as in the issue).
     first = subprocess.Popen(
-        command,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, training.KILL_POINT_ENV: "staged:1"},
+        killed_at(command, "staged:1"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
     first.stdout.readline()  # printed once the trainer holds the folder's lock
     second = run_train(tiny_imagenet, out_dir, *TINY, "--epochs", "2")
@@ -508,6 +513,43 @@ def test_a_run_folder_refuses_other_settings(
     assert code == 1
     assert "holds a run with different settings" in capsys.readouterr().err
     assert folder_state(tmp_path) == before
+
+
+@dataclasses.dataclass(frozen=True)
+class WithANewSetting(training.TrainConfig):
+    """``TrainConfig`` as it would be with a setting added after a run folder was written."""
+
+    new_setting: bool = False
+
+
+def test_a_run_folder_of_an_older_config_resumes_and_only_real_changes_are_refused(
+    tiny_imagenet: Path, tmp_path: Path
+) -> None:
+    config = training.TrainConfig.for_profile("smoke", max_train_per_class=5)
+    files = training.dataset_files(tiny_imagenet, config)
+    (tmp_path / "config.json").write_text(json.dumps(training.config_record(config)))
+    newer = WithANewSetting.for_profile("smoke", max_train_per_class=5)
+    training.check_run_folder(tmp_path, newer, files)  # the new field at its default: resumes
+    assert training.upgrade_record(
+        json.loads((tmp_path / "config.json").read_text()), WithANewSetting
+    ) == (training.config_record(newer))
+    changed = r"holds a run with different settings \(new_setting\); use another --out-dir"
+    with pytest.raises(ValueError, match=changed):
+        training.check_run_folder(tmp_path, dataclasses.replace(newer, new_setting=True), files)
+    with pytest.raises(ValueError, match=r"different settings \(epochs\)"):
+        training.check_run_folder(tmp_path, dataclasses.replace(newer, epochs=3), files)
+    # A setting the folder has and the command does not (removed or renamed) is a change too.
+    (tmp_path / "config.json").write_text(
+        json.dumps({**training.config_record(config), "old_setting": 1})
+    )
+    with pytest.raises(ValueError, match=r"different settings \(old_setting\)"):
+        training.check_run_folder(tmp_path, config, files)
+    # A field without a default (a recipe setting) missing from the folder is a change.
+    (tmp_path / "config.json").write_text(
+        json.dumps({k: v for k, v in training.config_record(config).items() if k != "width"})
+    )
+    with pytest.raises(ValueError, match=r"different settings \(width\)"):
+        training.check_run_folder(tmp_path, config, files)
 
 
 def test_a_run_folder_refuses_other_classes_and_files(tiny_imagenet: Path, tmp_path: Path) -> None:

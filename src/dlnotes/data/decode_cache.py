@@ -3,7 +3,7 @@
 Decoding the 110,000 JPEGs of Tiny ImageNet takes seconds to tens of seconds, every run. The
 trainer stores what it decoded — the training and validation images as uint8 arrays (``.npy``)
 and the training pixels' mean and standard deviation — in a folder named by a key of the files it
-decoded (:attr:`dlnotes.training.runner.DataFiles.cache_key`: every file's path, size,
+decoded (:attr:`dlnotes.training.datasets.DataFiles.cache_key`: every file's path, size,
 modification time and label). A re-run on the same files loads the arrays (about a second for
 the full dataset); a changed, added, removed or relabelled file changes the key, and the images
 are decoded afresh.

@@ -10,7 +10,7 @@ Re-running the same command after an interruption — even ``kill -9`` at any in
 writes included — resumes from ``OUT/backup`` after the last finished epoch and finishes the
 requested number of epochs; ``OUT/history.csv`` has each epoch exactly once and
 ``OUT/best.weights.h5`` stays the best epoch's weights (see
-:class:`dlnotes.training.callbacks.RunBackup`).
+:class:`dlnotes.training.backup.RunBackup`).
 One trainer at a time may use ``OUT`` (a second one is refused). Every setting and
 ``KERAS_BACKEND`` are checked before ``OUT`` is created or touched; the settings
 (``config.json``) and the data (``dataset.json``: class ids and a fingerprint of the files) are
@@ -32,17 +32,25 @@ started with the same command and told who is who by ``--coordinator-address``,
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import sys
+import typing
+from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
 
-from dlnotes.data import mixing
+from dlnotes.runtime import paths
 from dlnotes.training import multihost
-from dlnotes.training.config import DISTRIBUTE_CHOICES, TRAINING_PROFILES
-from dlnotes.training.runner import run
-
-if TYPE_CHECKING:
-    pass
+from dlnotes.training.config import (
+    DISTRIBUTE_CHOICES,
+    TRAINING_PROFILES,
+    RunOptions,
+    TrainConfig,
+    make_config,
+)
+from dlnotes.training.trainer import check_options, train
 
 
 def _levels(text: str) -> tuple[int, ...]:
@@ -65,6 +73,30 @@ def _on_off(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected on or off, got {text!r}")
 
 
+def _flag_type(hint: Any) -> Callable[[str], Any]:
+    """How a :class:`TrainConfig` field's flag reads its text, from the field's type."""
+    if hint is bool:
+        return _on_off
+    if typing.get_origin(hint) is tuple:
+        return _levels
+    given = [kind for kind in typing.get_args(hint) if kind is not type(None)]  # X | None: X
+    parse: Callable[[str], Any] = given[0] if given else hint
+    return parse
+
+
+def _add_recipe_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per :class:`TrainConfig` field (``--batch-size`` for ``batch_size``), described
+    by the field's metadata; left out, the field is None and the profile decides."""
+    hints = typing.get_type_hints(TrainConfig)
+    for item in dataclasses.fields(TrainConfig):
+        described = dict(item.metadata)
+        if described.pop("cli", True) is False:
+            continue
+        text = described.pop("help", "") or None
+        flag = "--" + item.name.replace("_", "-")
+        parser.add_argument(flag, type=_flag_type(hints[item.name]), help=text, **described)
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Parse the command line of ``python -m dlnotes.train``.
 
@@ -74,7 +106,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     Returns:
         The parsed arguments; recipe options left out are None (the profile decides).
     """
-
     parser = argparse.ArgumentParser(
         prog="python -m dlnotes.train", description=(__doc__ or "").splitlines()[0]
     )
@@ -94,28 +125,36 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="the recipe's defaults: smoke (CPU, data subset), full (best within ten minutes on "
         "one GPU), fast (60 %% within five minutes on one GPU); default: DLNOTES_PROFILE or auto",
     )
-    parser.add_argument("--epochs", type=int)
-    parser.add_argument("--batch-size", type=int, help="per device")
-    parser.add_argument("--levels", type=_levels, help="blocks per level, e.g. 4,6,3,2")
-    parser.add_argument("--width", type=int)
-    parser.add_argument("--optimizer", choices=["sgd", "adam", "adamw"])
-    parser.add_argument("--learning-rate", type=float, help="peak learning rate for one device")
-    parser.add_argument("--warmup-epochs", type=float)
-    parser.add_argument("--weight-decay", type=float)
-    parser.add_argument("--label-smoothing", type=float)
+    _add_recipe_flags(parser)
+    _add_device_flags(parser)
     parser.add_argument(
-        "--augment-padding", type=int, help="largest random shift in pixels (0: flips only)"
-    )
-    parser.add_argument("--mix", choices=mixing.MODES, help="MixUp / CutMix")
-    parser.add_argument("--mix-alpha", type=float, help="Beta parameter of the mixing")
-    parser.add_argument("--mix-probability", type=float, help="share of mixed training images")
-    parser.add_argument(
-        "--test-time-flip", type=_on_off, help="on/off: average the logits of image and mirror"
+        "--tfrecords",
+        type=Path,
+        default=None,
+        help="read the images from the train/val TFRecord shards of dlnotes-make-tfrecords in "
+        "this folder instead of the JPEG files (TensorFlow backend)",
     )
     parser.add_argument(
-        "--max-train-per-class", type=int, help="use a subset of the training images"
+        "--decode-workers",
+        type=int,
+        default=None,
+        help="processes that decode the JPEGs (default: the CPU count, at most 32); they die "
+        "with the trainer",
     )
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--logical-cpus",
+        type=int,
+        default=0,
+        help="split the CPU into N logical devices (tests the multi-device path without GPUs)",
+    )
+    parser.add_argument(
+        "--dry-run", action="store_true", help="print the resolved configuration and exit"
+    )
+    return parser.parse_args(argv)
+
+
+def _add_device_flags(parser: argparse.ArgumentParser) -> None:
+    """The flags of the devices and of the processes of a run."""
     parser.add_argument(
         "--steps-per-execution",
         type=int,
@@ -161,30 +200,32 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="seconds to wait for every process to connect, before a silent process ends the "
         "run, and at the end (default: 100)",
     )
-    parser.add_argument(
-        "--tfrecords",
-        type=Path,
-        default=None,
-        help="read the images from the train/val TFRecord shards of dlnotes-make-tfrecords in "
-        "this folder instead of the JPEG files (TensorFlow backend)",
+
+
+def run_command(args: argparse.Namespace, *, started: float | None = None) -> dict[str, Any]:
+    """Carry out a parsed command line: :func:`dlnotes.training.train`, or print the resolved
+    configuration with ``--dry-run``.
+
+    Args:
+        args: From :func:`parse_args`.
+        started: ``time.perf_counter()`` value the wall time counts from (default: now).
+
+    Returns:
+        The metrics (``{}`` for a dry run).
+
+    Raises:
+        ValueError, OSError: As :func:`dlnotes.training.train`.
+    """
+    config = make_config(args)  # every setting is checked before the run folder is touched
+    options = RunOptions.from_args(args)
+    if args.dry_run:
+        check_options(options)
+        data_dir = args.data_dir if args.data_dir is not None else paths.data_dir()
+        print(json.dumps({**asdict(config), "data_dir": str(data_dir)}, indent=2))
+        return {}
+    return train(
+        config, out_dir=args.out_dir, data_dir=args.data_dir, options=options, started=started
     )
-    parser.add_argument(
-        "--decode-workers",
-        type=int,
-        default=None,
-        help="processes that decode the JPEGs (default: the CPU count, at most 32); they die "
-        "with the trainer",
-    )
-    parser.add_argument(
-        "--logical-cpus",
-        type=int,
-        default=0,
-        help="split the CPU into N logical devices (tests the multi-device path without GPUs)",
-    )
-    parser.add_argument(
-        "--dry-run", action="store_true", help="print the resolved configuration and exit"
-    )
-    return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None, *, started: float | None = None) -> int:
@@ -199,7 +240,7 @@ def main(argv: list[str] | None = None, *, started: float | None = None) -> int:
     """
     args = parse_args(argv)
     try:
-        run(args, started=started)
+        run_command(args, started=started)
     except (ValueError, OSError) as error:  # FileNotFoundError and FolderInUse included
         print(f"error: {error}", file=sys.stderr)
         if isinstance(error, multihost.LostContact):  # the others will not come to say goodbye

@@ -1,23 +1,44 @@
-"""What defines a training run: :class:`TrainConfig` and the defaults of each run profile.
+"""What defines a training run: :class:`TrainConfig`, the defaults of each run profile, and the
+command's other options (:class:`RunOptions`).
 
 The full profile's defaults are the recipe of the recorded run in
 ``benchmarks/results/full-profile`` (a test compares them): change them only with a new recorded
 run.
+
+**Adding a setting.** A new field of :class:`TrainConfig` needs a default that reproduces the
+runs made before it existed (e.g. ``False`` for a new technique that was not used), a ``help``
+in its metadata, and a line in :meth:`TrainConfig.validate`: the command line gets its flag from
+the field (:func:`dlnotes.training.cli.parse_args`), the profiles take the default unless they
+name the field, and run folders and recorded runs whose ``config.json`` lacks the field read as
+having the default (:func:`upgrade_record`), so they still resume and still compare equal.
 """
 
 from __future__ import annotations
 
 import argparse
 import math
-from dataclasses import dataclass, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields
+from pathlib import Path
 from typing import Any
 
+from dlnotes.data import mixing
 from dlnotes.runtime import profiles
+
+OPTIMIZERS = ("sgd", "adam", "adamw")
+
+
+def _setting(text: str = "", *, default: Any = MISSING, **cli: Any) -> Any:
+    """A field with its flag's help (``text``) and argparse options such as ``choices``."""
+    return field(default=default, metadata={"help": text, **cli})
 
 
 @dataclass(frozen=True)
 class TrainConfig:
     """Everything that defines a run's result; stored in ``OUT/config.json``, checked on resume.
+
+    Each field is a flag of ``python -m dlnotes.train`` (``batch_size``: ``--batch-size``); its
+    metadata holds the flag's help. A field added later has a default (see the module's
+    docstring).
 
     Attributes:
         profile: ``"smoke"``, ``"full"`` or ``"fast"`` (the recipe's defaults).
@@ -40,23 +61,24 @@ class TrainConfig:
         seed: Seed of the initialisation, the data order and the augmentation.
     """
 
-    profile: str
-    epochs: int
-    batch_size: int
-    levels: tuple[int, ...]
-    width: int
-    optimizer: str
-    learning_rate: float
-    warmup_epochs: float
-    weight_decay: float
-    label_smoothing: float
-    augment_padding: int
-    mix: str
-    mix_alpha: float
-    mix_probability: float
-    test_time_flip: bool
-    max_train_per_class: int | None
-    seed: int
+    profile: str = field(metadata={"cli": False})  # --profile is the command's own flag
+    epochs: int = _setting()
+    batch_size: int = _setting("per device")
+    levels: tuple[int, ...] = _setting("blocks per level, e.g. 4,6,3,2")
+    width: int = _setting()
+    optimizer: str = _setting(choices=OPTIMIZERS)
+    learning_rate: float = _setting("peak learning rate for one device")
+    warmup_epochs: float = _setting()
+    weight_decay: float = _setting()
+    label_smoothing: float = _setting()
+    augment_padding: int = _setting("largest random shift in pixels (0: flips only)")
+    mix: str = _setting("MixUp / CutMix", choices=mixing.MODES)
+    mix_alpha: float = _setting("Beta parameter of the mixing")
+    mix_probability: float = _setting("share of mixed training images")
+    test_time_flip: bool = _setting("on/off: average the logits of image and mirror")
+    max_train_per_class: int | None = _setting("use a subset of the training images")
+    seed: int = _setting(default=0)
+    # Fields added later go here, each with the default that reproduces the runs made before.
 
     @classmethod
     def for_profile(cls, profile: str | None = None, **overrides: Any) -> TrainConfig:
@@ -81,7 +103,7 @@ class TrainConfig:
         unknown = sorted(set(overrides) - {f.name for f in fields(cls)})
         if unknown:
             raise ValueError(f"unknown TrainConfig field(s): {unknown}")
-        values = {**PROFILE_DEFAULTS[name], "seed": 0, **overrides, "profile": name}
+        values = {**PROFILE_DEFAULTS[name], **overrides, "profile": name}
         values["levels"] = tuple(values["levels"])
         config = cls(**values)
         config.validate()
@@ -103,50 +125,7 @@ class TrainConfig:
         Raises:
             ValueError: Naming the first invalid field, its value and the range.
         """
-        from dlnotes.data import mixing
-
-        levels_ok = 1 <= len(self.levels) <= MAX_LEVELS and all(
-            1 <= count <= MAX_BLOCKS_PER_LEVEL for count in self.levels
-        )
-        checks = [
-            ("epochs", 1 <= self.epochs <= MAX_EPOCHS, f"an integer from 1 to {MAX_EPOCHS:,}"),
-            (
-                "batch_size",
-                1 <= self.batch_size <= MAX_BATCH_SIZE,
-                f"an integer from 1 to {MAX_BATCH_SIZE:,}",
-            ),
-            (
-                "levels",
-                levels_ok,
-                f"1 to {MAX_LEVELS} levels (each halves the {IMAGE_SIZE}×{IMAGE_SIZE} images) of "
-                f"1 to {MAX_BLOCKS_PER_LEVEL} blocks",
-            ),
-            (
-                "width",
-                4 <= self.width <= MAX_WIDTH and self.width % 4 == 0,
-                f"a multiple of 4 from 4 to {MAX_WIDTH:,}",
-            ),
-            ("optimizer", self.optimizer in ("sgd", "adam", "adamw"), "sgd, adam or adamw"),
-            ("learning_rate", _finite(self.learning_rate) and self.learning_rate > 0, "> 0"),
-            ("warmup_epochs", _finite(self.warmup_epochs) and self.warmup_epochs >= 0, "≥ 0"),
-            ("weight_decay", _finite(self.weight_decay) and self.weight_decay >= 0, "≥ 0"),
-            ("label_smoothing", 0 <= self.label_smoothing < 1, "in [0, 1)"),
-            (
-                "augment_padding",
-                0 <= self.augment_padding < IMAGE_SIZE,
-                f"a shift in pixels from 0 to {IMAGE_SIZE - 1} (the images are {IMAGE_SIZE} wide)",
-            ),
-            ("mix", self.mix in mixing.MODES, f"one of {', '.join(mixing.MODES)}"),
-            ("mix_alpha", _finite(self.mix_alpha) and self.mix_alpha > 0, "> 0"),
-            ("mix_probability", 0 <= self.mix_probability <= 1, "in [0, 1]"),
-            (
-                "max_train_per_class",
-                self.max_train_per_class is None or self.max_train_per_class >= 1,
-                "≥ 1",
-            ),
-            ("seed", 0 <= self.seed <= MAX_SEED, f"an integer from 0 to {MAX_SEED:,}"),
-        ]
-        for name, ok, allowed in checks:
+        for name, ok, allowed in self._checks():
             if not ok:
                 raise ValueError(
                     f"invalid {name}: {getattr(self, name)!r} (must be {allowed}, and finite)"
@@ -159,6 +138,46 @@ class TrainConfig:
                 f"invalid levels and width: {self.levels} at width {self.width} make a network "
                 f"of {parameters:,} parameters, more than the {MAX_PARAMETERS:,} the trainer builds"
             )
+
+    def _checks(self) -> list[tuple[str, bool, str]]:
+        """Each field's check: ``(name, whether its value is valid, the valid values)``."""
+        levels_ok = 1 <= len(self.levels) <= MAX_LEVELS and all(
+            1 <= count <= MAX_BLOCKS_PER_LEVEL for count in self.levels
+        )
+        levels = (
+            f"1 to {MAX_LEVELS} levels (each halves the {IMAGE_SIZE}×{IMAGE_SIZE} images) of "
+            f"1 to {MAX_BLOCKS_PER_LEVEL} blocks"
+        )
+        shift = f"a shift in pixels from 0 to {IMAGE_SIZE - 1} (the images are {IMAGE_SIZE} wide)"
+        return [
+            ("epochs", 1 <= self.epochs <= MAX_EPOCHS, f"an integer from 1 to {MAX_EPOCHS:,}"),
+            ("batch_size", 1 <= self.batch_size <= MAX_BATCH_SIZE, _integers(MAX_BATCH_SIZE)),
+            ("levels", levels_ok, levels),
+            (
+                "width",
+                4 <= self.width <= MAX_WIDTH and self.width % 4 == 0,
+                f"a multiple of 4 from 4 to {MAX_WIDTH:,}",
+            ),
+            ("optimizer", self.optimizer in OPTIMIZERS, "sgd, adam or adamw"),
+            ("learning_rate", _finite(self.learning_rate) and self.learning_rate > 0, "> 0"),
+            ("warmup_epochs", _finite(self.warmup_epochs) and self.warmup_epochs >= 0, "≥ 0"),
+            ("weight_decay", _finite(self.weight_decay) and self.weight_decay >= 0, "≥ 0"),
+            ("label_smoothing", 0 <= self.label_smoothing < 1, "in [0, 1)"),
+            ("augment_padding", 0 <= self.augment_padding < IMAGE_SIZE, shift),
+            ("mix", self.mix in mixing.MODES, f"one of {', '.join(mixing.MODES)}"),
+            ("mix_alpha", _finite(self.mix_alpha) and self.mix_alpha > 0, "> 0"),
+            ("mix_probability", 0 <= self.mix_probability <= 1, "in [0, 1]"),
+            (
+                "max_train_per_class",
+                self.max_train_per_class is None or self.max_train_per_class >= 1,
+                "≥ 1",
+            ),
+            ("seed", 0 <= self.seed <= MAX_SEED, _integers(MAX_SEED, low=0)),
+        ]
+
+
+def _integers(high: int, *, low: int = 1) -> str:
+    return f"an integer from {low} to {high:,}"
 
 
 IMAGE_SIZE = 64
@@ -290,8 +309,96 @@ def make_config(args: argparse.Namespace) -> TrainConfig:
         ValueError: For an invalid value.
     """
     overrides = {
-        key: getattr(args, key)
-        for key in PROFILE_DEFAULTS["full"]
-        if getattr(args, key, None) is not None
+        item.name: getattr(args, item.name)
+        for item in fields(TrainConfig)
+        if item.name != "profile" and getattr(args, item.name, None) is not None
     }
-    return TrainConfig.for_profile(args.profile, seed=args.seed, **overrides)
+    return TrainConfig.for_profile(args.profile, **overrides)
+
+
+def config_record(config: TrainConfig) -> dict[str, Any]:
+    """The JSON object ``config.json`` holds for ``config`` (tuples become lists)."""
+    record: dict[str, Any] = _json_values(asdict(config))
+    return record
+
+
+def _json_values(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {key: _json_values(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_values(item) for item in value]
+    return value
+
+
+def upgrade_record(record: dict[str, Any], kind: type[TrainConfig] = TrainConfig) -> dict[str, Any]:
+    """A ``config.json`` written by an older :class:`TrainConfig`, read with today's fields.
+
+    A field added since has a default that reproduces the runs made before it (see the module's
+    docstring): it is filled in. Nothing else changes, so a field that was removed or renamed
+    still shows as a difference.
+
+    Args:
+        record: The JSON object of a ``config.json``.
+        kind: The configuration class (a subclass may add fields).
+
+    Returns:
+        The record with every defaulted field that it lacks.
+    """
+    defaults = {
+        item.name: _json_values(item.default)
+        for item in fields(kind)
+        if item.default is not MISSING and item.name not in record
+    }
+    return {**record, **defaults}
+
+
+def changed_settings(record: dict[str, Any], config: TrainConfig) -> list[str]:
+    """The settings in which a run folder's ``config.json`` differs from ``config``.
+
+    Args:
+        record: The JSON object of the ``config.json`` (possibly from an older version).
+        config: The settings of this command.
+
+    Returns:
+        The names that differ, sorted (fields added since with their default do not count).
+    """
+    previous = upgrade_record(record, type(config))
+    current = config_record(config)
+    return sorted(k for k in {*previous, *current} if previous.get(k, MISSING) != current.get(k))
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How a run is carried out, beyond what defines its result (:class:`TrainConfig`).
+
+    None of these is recorded in ``config.json``; :func:`dlnotes.training.trainer.check_options`
+    checks them before anything is written.
+
+    Attributes:
+        distribute: One of :data:`DISTRIBUTE_CHOICES`.
+        steps_per_execution: Training steps per call of the compiled function (None: 32 on a
+            GPU, 1 on a CPU).
+        tfrecords: Folder of TFRecord shards to read instead of the JPEG files (TensorFlow).
+        decode_workers: Processes that decode the JPEGs (None: the CPU count, at most 32).
+        logical_cpus: Split the CPU into this many logical devices (0: no; TensorFlow).
+        coordinator_address: ``HOST:PORT`` of process 0 (several processes).
+        num_processes: Processes of the run (None: from the environment, else 1).
+        process_id: This process's id (None: from the environment, else 0).
+        process_timeout: Seconds to wait for the other processes (None: the default).
+    """
+
+    distribute: str = "none"
+    steps_per_execution: int | None = None
+    tfrecords: Path | None = None
+    decode_workers: int | None = None
+    logical_cpus: int = 0
+    coordinator_address: str | None = None
+    num_processes: int | None = None
+    process_id: int | None = None
+    process_timeout: int | None = None
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> RunOptions:
+        """The options of a parsed command line (attributes it lacks keep their defaults)."""
+        names = [item.name for item in fields(cls)]
+        return cls(**{name: getattr(args, name) for name in names if hasattr(args, name)})

@@ -115,19 +115,8 @@ def learning_rate_range_test(
     Raises:
         ValueError: For out-of-range arguments or a model compiled with a schedule.
     """
-    if not 0 < start < stop:
-        raise ValueError(f"need 0 < start < stop, got start={start!r}, stop={stop!r}")
-    if steps < 3:
-        raise ValueError(f"steps must be at least 3, got {steps}")
-    if not 0 <= beta < 1:
-        raise ValueError(f"beta must be in [0, 1), got {beta!r}")
-    if not divergence_factor > 1:
-        raise ValueError(f"divergence_factor must be above 1, got {divergence_factor!r}")
+    _check_range_test(model, start, stop, steps, beta, divergence_factor)
     optimizer = model.optimizer
-    if optimizer is None or isinstance(
-        optimizer._learning_rate, keras.optimizers.schedules.LearningRateSchedule
-    ):
-        raise ValueError("compile the model with an optimiser whose learning rate is a number")
     rates = start * (stop / start) ** (np.arange(steps) / (steps - 1))
     losses: list[float] = []
     smoothed: list[float] = []
@@ -153,3 +142,22 @@ def learning_rate_range_test(
         smoothed=np.asarray(smoothed),
         diverged=diverged,
     )
+
+
+def _check_range_test(
+    model: keras.Model, start: float, stop: float, steps: int, beta: float, factor: float
+) -> None:
+    """Refuse out-of-range arguments of :func:`learning_rate_range_test`, or a schedule."""
+    if not 0 < start < stop:
+        raise ValueError(f"need 0 < start < stop, got start={start!r}, stop={stop!r}")
+    if steps < 3:
+        raise ValueError(f"steps must be at least 3, got {steps}")
+    if not 0 <= beta < 1:
+        raise ValueError(f"beta must be in [0, 1), got {beta!r}")
+    if not factor > 1:
+        raise ValueError(f"divergence_factor must be above 1, got {factor!r}")
+    optimizer = model.optimizer
+    if optimizer is None or isinstance(
+        optimizer._learning_rate, keras.optimizers.schedules.LearningRateSchedule
+    ):
+        raise ValueError("compile the model with an optimiser whose learning rate is a number")

@@ -11,7 +11,7 @@ that state consists of, with its size and SHA-256 (hashing a checkpoint of the f
 
 ``epochs`` says how many epochs that state has finished: ``history.csv`` must hold a complete
 row for each. Each epoch's manifest is staged in ``backup/`` and moved into place by the same
-commit as the checkpoints (:class:`dlnotes.training.callbacks.RunBackup`), so it never describes
+commit as the checkpoints (:class:`dlnotes.training.backup.RunBackup`), so it never describes
 a state that was not committed. ``metrics.json`` is not listed (it is written at the end and
 written again by every later run), but it must be a JSON object.
 
@@ -177,7 +177,7 @@ def check_run_folder_files(out_dir: str | os.PathLike[str], *, finished: int) ->
     Args:
         out_dir: The run folder (it may be new or empty).
         finished: Finished epochs of its committed backup (0 when there is none; see
-            :func:`dlnotes.training.callbacks.recover_backup`).
+            :func:`dlnotes.training.backup.recover_backup`).
 
     Returns:
         The manifest, or ``{}`` for a folder where training has not started (no manifest and
@@ -193,17 +193,7 @@ def check_run_folder_files(out_dir: str | os.PathLike[str], *, finished: int) ->
             f"{backup} is a file, not the folder of the run's checkpoints: the run folder is "
             f"damaged; {_hint(out_dir)}"
         )
-    metrics = out_dir / "metrics.json"
-    if metrics.exists():
-        try:
-            valid = isinstance(json.loads(metrics.read_text()), dict)
-        except (OSError, ValueError):
-            valid = False
-        if not valid:
-            raise RunFolderDamaged(
-                f"{metrics} is damaged (not a JSON object): delete it and run the same command "
-                "again; the run writes it again at its end"
-            )
+    _check_metrics(out_dir / "metrics.json")
     content = read_manifest(out_dir)
     if content is None:
         started = [name for name in TRAINING_OUTPUTS if (out_dir / name).exists()]
@@ -232,6 +222,21 @@ def check_run_folder_files(out_dir: str | os.PathLike[str], *, finished: int) ->
             f"finished (it was cut or edited): {_hint(out_dir)}"
         )
     return content
+
+
+def _check_metrics(metrics: Path) -> None:
+    """Refuse a ``metrics.json`` that is not a JSON object (it is not in the manifest)."""
+    if not metrics.exists():
+        return
+    try:
+        valid = isinstance(json.loads(metrics.read_text()), dict)
+    except (OSError, ValueError):
+        valid = False
+    if not valid:
+        raise RunFolderDamaged(
+            f"{metrics} is damaged (not a JSON object): delete it and run the same command "
+            "again; the run writes it again at its end"
+        )
 
 
 def check_listed_files(

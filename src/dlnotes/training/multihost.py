@@ -3,9 +3,10 @@
 ``python -m dlnotes.train --distribute data-parallel`` started as N processes (one per machine, or
 one per GPU) trains one data-parallel program over the devices of all of them:
 
-* **Who is who** (:func:`process_settings`): the coordinator's address, the number of processes
-  and this process's id come from ``--coordinator-address``, ``--num-processes`` and
-  ``--process-id``, else from the variables ``keras.distribution.initialize`` reads
+* **Who is who** (:func:`process_settings`, in :mod:`dlnotes.training.multihost_settings`): the
+  coordinator's address, the number of processes and this process's id come from
+  ``--coordinator-address``, ``--num-processes`` and ``--process-id``, else from the variables
+  ``keras.distribution.initialize`` reads
   (``KERAS_DISTRIBUTION_JOB_ADDRESSES``, ``KERAS_DISTRIBUTION_NUM_PROCESSES``,
   ``KERAS_DISTRIBUTION_PROCESS_ID``), else from SLURM's (``SLURM_NTASKS``, ``SLURM_PROCID``; JAX
   then derives the coordinator from the job's first node).
@@ -38,7 +39,6 @@ one per GPU) trains one data-parallel program over the devices of all of them:
 
 from __future__ import annotations
 
-import argparse
 import collections
 import contextlib
 import hashlib
@@ -47,176 +47,46 @@ import os
 import sys
 import tempfile
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from dlnotes.runtime import import_quietly, keras_backend, storage
-from dlnotes.training import callbacks
-
-JOB_ADDRESSES_ENV = "KERAS_DISTRIBUTION_JOB_ADDRESSES"
-NUM_PROCESSES_ENV = "KERAS_DISTRIBUTION_NUM_PROCESSES"
-PROCESS_ID_ENV = "KERAS_DISTRIBUTION_PROCESS_ID"
-SLURM_NUM_TASKS_ENV = "SLURM_NTASKS"
-SLURM_TASK_ID_ENV = "SLURM_PROCID"
-SLURM_STEP_ENV = ("SLURM_JOB_ID", "SLURM_STEP_NODELIST", "SLURM_LOCALID")
-"""With the two above, the variables by which JAX recognises a task started by ``srun``."""
-
-DEFAULT_TIMEOUT = 100
-"""Seconds of ``--process-timeout``: JAX's own default heartbeat timeout."""
-
-MAX_TIMEOUT = 86_400
-MAX_PROCESSES = 65_536
-
-
-@dataclass(frozen=True)
-class ProcessSettings:
-    """Which process this is, and how to reach the others.
-
-    Attributes:
-        count: Processes in the job (1: no distributed runtime is started).
-        index: This process's id, from 0 (process 0 writes the run folder).
-        coordinator: ``HOST:PORT`` of process 0's coordination service, or None to let JAX derive
-            it from SLURM's variables.
-        timeout: Seconds to wait for every process to connect, for a silent process, and at the
-            end (JAX's initialization, heartbeat and shutdown timeouts).
-        source: Where the values came from, for messages.
-    """
-
-    count: int = 1
-    index: int = 0
-    coordinator: str | None = None
-    timeout: int = DEFAULT_TIMEOUT
-    source: str = "a single process"
-
-
-def _from_environment(
-    environ: Mapping[str, str], name: str, low: int, high: int | None
-) -> int | None:
-    text = environ.get(name, "").strip()
-    if not text:
-        return None
-    try:
-        value = int(text)
-    except ValueError:
-        raise ValueError(f"{name} must be an integer, got {text!r}") from None
-    if value < low or (high is not None and value > high):
-        upper = "" if high is None else f" to {high:,}"
-        raise ValueError(f"{name} must be an integer from {low}{upper}, got {value}")
-    return value
-
-
-def _coordinator(text: str, origin: str) -> str:
-    """The first address of a comma-separated list (as Keras reads it), checked as HOST:PORT."""
-    first = text.split(",")[0].strip()
-    host, _, port = first.rpartition(":")
-    if not host or not port.isdigit() or not 1 <= int(port) <= 65_535:
-        raise ValueError(f"{origin} must be HOST:PORT (a port from 1 to 65,535), got {text!r}")
-    return first
-
-
-def process_settings(
-    args: argparse.Namespace, environ: Mapping[str, str] | None = None
-) -> ProcessSettings:
-    """Resolve and check the processes of a run, before anything is started or written.
-
-    Each value comes from its flag, else from the variable ``keras.distribution.initialize``
-    reads, else (number and id) from SLURM's variables in a task started by ``srun`` (those JAX
-    recognises; JAX then derives the coordinator). Several processes need
-    ``--distribute data-parallel`` (SLURM's variables are ignored without it) and the JAX backend.
-
-    Args:
-        args: From :func:`dlnotes.training.cli.parse_args` (missing attributes are defaults).
-        environ: The environment (default: ``os.environ``).
-
-    Returns:
-        The settings; ``count`` 1 for a single process.
-
-    Raises:
-        ValueError: Naming the flag or variable and the value: a count below 1, an id outside
-            ``[0, count)``, an address that is not HOST:PORT, a missing coordinator, several
-            processes without ``--distribute data-parallel`` or on another backend than JAX, a
-            timeout outside 1–86,400 s.
-    """
-    environ = os.environ if environ is None else environ
-    timeout = getattr(args, "process_timeout", None)
-    timeout = DEFAULT_TIMEOUT if timeout is None else timeout
-    if not 1 <= timeout <= MAX_TIMEOUT:
-        raise ValueError(
-            f"--process-timeout must be a number of seconds from 1 to {MAX_TIMEOUT:,}, got "
-            f"{timeout}"
-        )
-    distributed = getattr(args, "distribute", "none") != "none"
-    slurm = distributed and all(
-        name in environ for name in (SLURM_NUM_TASKS_ENV, SLURM_TASK_ID_ENV, *SLURM_STEP_ENV)
-    )
-    sources = []
-
-    count = getattr(args, "num_processes", None)
-    if count is not None:
-        if not 1 <= count <= MAX_PROCESSES:
-            raise ValueError(
-                f"--num-processes must be an integer from 1 to {MAX_PROCESSES:,}, got {count}"
-            )
-        sources.append("--num-processes")
-    elif (count := _from_environment(environ, NUM_PROCESSES_ENV, 1, MAX_PROCESSES)) is not None:
-        sources.append(NUM_PROCESSES_ENV)
-    elif slurm and (count := _from_environment(environ, SLURM_NUM_TASKS_ENV, 1, None)):
-        sources.append(SLURM_NUM_TASKS_ENV)
-    else:
-        count = 1
-
-    index, origin = getattr(args, "process_id", None), "--process-id"
-    if index is None:
-        index, origin = _from_environment(environ, PROCESS_ID_ENV, 0, None), PROCESS_ID_ENV
-    if index is None and slurm:
-        index, origin = _from_environment(environ, SLURM_TASK_ID_ENV, 0, None), SLURM_TASK_ID_ENV
-    if index is not None:
-        if not 0 <= index < count:
-            raise ValueError(
-                f"{origin} must be a process id from 0 to {count - 1} (for {count} "
-                f"process(es)), got {index}"
-            )
-        sources.append(origin)
-
-    coordinator = None
-    if (flag := getattr(args, "coordinator_address", None)) is not None:
-        coordinator = _coordinator(flag, "--coordinator-address")
-        sources.append("--coordinator-address")
-    elif environ.get(JOB_ADDRESSES_ENV, "").strip():
-        addresses = environ[JOB_ADDRESSES_ENV]
-        coordinator = _coordinator(addresses, JOB_ADDRESSES_ENV)
-        sources.append(JOB_ADDRESSES_ENV)
-        listed = len(addresses.split(","))
-        if listed > 1 and listed != count:  # Keras' own check of a full list
-            raise ValueError(
-                f"{JOB_ADDRESSES_ENV} lists {listed} addresses for {count} process(es): give "
-                "one address per process, or only the coordinator's"
-            )
-
-    if count == 1:
-        return ProcessSettings(timeout=timeout)
-    if not distributed:
-        raise ValueError(
-            f"{count} processes ({', '.join(sources)}) train one run together only with "
-            "--distribute data-parallel"
-        )
-    backend = keras_backend()
-    if backend != "jax":
-        raise ValueError(
-            f"{count} processes ({', '.join(sources)}) need KERAS_BACKEND=jax, not {backend}: on "
-            "TensorFlow the trainer uses every GPU of one machine (MirroredStrategy), and Keras 3 "
-            "does not train with MultiWorkerMirroredStrategy "
-            "(https://github.com/keras-team/keras/issues/20585)"
-        )
-    if coordinator is None and not slurm:
-        raise ValueError(
-            f"{count} processes need the coordinator's address: --coordinator-address HOST:PORT "
-            f"or {JOB_ADDRESSES_ENV} (HOST: where process 0 runs; PORT: any free port)"
-        )
-    return ProcessSettings(count, index or 0, coordinator, timeout, ", ".join(sources))
+from dlnotes.runtime import import_quietly, storage
+from dlnotes.training import backup
+from dlnotes.training.multihost_settings import (
+    DEFAULT_TIMEOUT as DEFAULT_TIMEOUT,
+)
+from dlnotes.training.multihost_settings import (
+    JOB_ADDRESSES_ENV as JOB_ADDRESSES_ENV,
+)
+from dlnotes.training.multihost_settings import (
+    MAX_PROCESSES as MAX_PROCESSES,
+)
+from dlnotes.training.multihost_settings import (
+    MAX_TIMEOUT as MAX_TIMEOUT,
+)
+from dlnotes.training.multihost_settings import (
+    NUM_PROCESSES_ENV as NUM_PROCESSES_ENV,
+)
+from dlnotes.training.multihost_settings import (
+    PROCESS_ID_ENV as PROCESS_ID_ENV,
+)
+from dlnotes.training.multihost_settings import (
+    SLURM_NUM_TASKS_ENV as SLURM_NUM_TASKS_ENV,
+)
+from dlnotes.training.multihost_settings import (
+    SLURM_STEP_ENV as SLURM_STEP_ENV,
+)
+from dlnotes.training.multihost_settings import (
+    SLURM_TASK_ID_ENV as SLURM_TASK_ID_ENV,
+)
+from dlnotes.training.multihost_settings import (
+    ProcessSettings as ProcessSettings,
+)
+from dlnotes.training.multihost_settings import (
+    process_settings as process_settings,
+)
 
 
 class LostContact(OSError):
@@ -357,9 +227,9 @@ class ProcessGroup:
             name: hashlib.sha256(text.encode()).hexdigest() for name, text in identity.items()
         }
         outcome: dict[str, Any] = {"first_epoch": first_epoch, "identity": digest}
-        weights = backup_dir / callbacks.BACKUP_WEIGHTS
+        weights = backup_dir / backup.BACKUP_WEIGHTS
         if self.writes and first_epoch:
-            outcome["metadata"] = (backup_dir / callbacks.BACKUP_METADATA).read_text()
+            outcome["metadata"] = (backup_dir / backup.BACKUP_METADATA).read_text()
             outcome["weights_bytes"] = weights.stat().st_size
         outcomes = self._meet(outcome)
         first = outcomes[0]["identity"]
@@ -381,8 +251,9 @@ class ProcessGroup:
             received = self._broadcast(data)
             if not self.writes:
                 backup_dir.mkdir(parents=True, exist_ok=True)
-                (backup_dir / callbacks.BACKUP_WEIGHTS).write_bytes(received.tobytes())
-                storage.write_text(backup_dir / callbacks.BACKUP_METADATA, outcomes[0]["metadata"])
+                with storage.atomic_path(backup_dir / backup.BACKUP_WEIGHTS) as partial:
+                    partial.write_bytes(received.tobytes())
+                storage.write_text(backup_dir / backup.BACKUP_METADATA, outcomes[0]["metadata"])
         return first_epoch
 
 

@@ -197,24 +197,7 @@ def compile_classifier(
         raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing!r}")
     if policy == "mixed_float16":
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
-    if label_smoothing or soft_targets:
-        loss: keras.losses.Loss = keras.losses.CategoricalCrossentropy(
-            from_logits=True,
-            label_smoothing=label_smoothing,
-            reduction="mean_with_sample_weight",
-        )
-        metrics = [
-            keras.metrics.CategoricalAccuracy(name="accuracy"),
-            keras.metrics.TopKCategoricalAccuracy(k=5, name="top5"),
-        ]
-    else:
-        loss = keras.losses.SparseCategoricalCrossentropy(
-            from_logits=True, reduction="mean_with_sample_weight"
-        )
-        metrics = [
-            keras.metrics.SparseCategoricalAccuracy(name="accuracy"),
-            keras.metrics.SparseTopKCategoricalAccuracy(k=5, name="top5"),
-        ]
+    loss, metrics = _loss_and_metrics(label_smoothing, soft=bool(label_smoothing or soft_targets))
     model.compile(
         optimizer=optimizer,
         loss=loss,
@@ -223,6 +206,30 @@ def compile_classifier(
         steps_per_execution=steps_per_execution,
     )
     return model
+
+
+def _loss_and_metrics(
+    label_smoothing: float, *, soft: bool
+) -> tuple[keras.losses.Loss, list[keras.metrics.Metric]]:
+    """The cross-entropy and the top-1/top-5 accuracies, for probability rows (``soft``) or
+    integer labels, averaged with the sample weights."""
+    if soft:
+        loss: keras.losses.Loss = keras.losses.CategoricalCrossentropy(
+            from_logits=True,
+            label_smoothing=label_smoothing,
+            reduction="mean_with_sample_weight",
+        )
+        return loss, [
+            keras.metrics.CategoricalAccuracy(name="accuracy"),
+            keras.metrics.TopKCategoricalAccuracy(k=5, name="top5"),
+        ]
+    loss = keras.losses.SparseCategoricalCrossentropy(
+        from_logits=True, reduction="mean_with_sample_weight"
+    )
+    return loss, [
+        keras.metrics.SparseCategoricalAccuracy(name="accuracy"),
+        keras.metrics.SparseTopKCategoricalAccuracy(k=5, name="top5"),
+    ]
 
 
 def one_hot(labels: Sequence[int] | np.ndarray, num_classes: int) -> np.ndarray:

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from dlnotes.training.config import upgrade_record
+
 if TYPE_CHECKING:
     if sys.version_info >= (3, 11):
         from importlib.resources.abc import Traversable
@@ -38,7 +40,8 @@ class RecordedRun:
 
     Attributes:
         name: Folder name under ``benchmarks/results``, e.g. ``"full-profile"``.
-        config: The run's ``config.json``.
+        config: The run's ``config.json``, with the fields added to :class:`TrainConfig` since
+            at their defaults (:func:`dlnotes.training.config.upgrade_record`).
         metrics: The run's ``metrics.json``; empty for a run stopped before its end.
         history: The per-epoch log, ``{metric: [value per epoch]}``.
     """
@@ -93,7 +96,7 @@ def load_run(name: str, *, root: str | os.PathLike[str] | None = None) -> Record
     metrics_file = folder.joinpath("metrics.json")
     return RecordedRun(
         name=name,
-        config=json.loads(folder.joinpath("config.json").read_text()),
+        config=upgrade_record(json.loads(folder.joinpath("config.json").read_text())),
         metrics=json.loads(metrics_file.read_text()) if metrics_file.is_file() else {},
         history=_history(folder.joinpath("history.csv").read_text()),
     )
