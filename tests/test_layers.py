@@ -1,4 +1,5 @@
-"""The package's import rule: layers import only from the layers below them, and nothing cycles.
+"""The package's shape: layers import only from the layers below them, nothing cycles, modules and
+functions stay short.
 
 runtime → theory → data → models → training → book (each may use the ones before it). Imports
 inside functions count: a function-level import is a dependency as much as a module-level one.
@@ -122,3 +123,42 @@ def test_importing_the_package_and_the_training_command_is_cheap() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )
     assert result.stdout.strip() == "[]", result.stdout
+
+
+MODULE_LINES = 410
+"""A module longer than this (about 400 lines) says why at its top, after ``Why this is long:``."""
+
+FUNCTION_LINES = 60
+"""A function's code (its docstring not counted) stays within this, drawing code apart."""
+
+DRAWING_MODULES = {"dlnotes.book.diagrams", "dlnotes.book.plotting"}
+
+
+def _code_lines(function: ast.FunctionDef | ast.AsyncFunctionDef) -> int:
+    lines = function.end_lineno - function.lineno + 1
+    first = function.body[0]
+    if ast.get_docstring(function) is not None and isinstance(first, ast.Expr):
+        lines -= first.end_lineno - first.lineno + 1
+    return lines
+
+
+def test_long_modules_say_why() -> None:
+    long = {
+        module: len(path.read_text().splitlines())
+        for module, path in MODULES.items()
+        if len(path.read_text().splitlines()) > MODULE_LINES
+        and "Why this is long:" not in (ast.get_docstring(ast.parse(path.read_text())) or "")
+    }
+    assert not long, f"modules over {MODULE_LINES} lines without a reason at the top: {long}"
+
+
+def test_functions_are_short_outside_drawing_code() -> None:
+    long = {
+        f"{module}.{node.name}": _code_lines(node)
+        for module, path in MODULES.items()
+        if module not in DRAWING_MODULES
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
+        and _code_lines(node) > FUNCTION_LINES
+    }
+    assert not long, f"functions over {FUNCTION_LINES} lines of code: {long}"
