@@ -186,5 +186,5 @@ def test_training_models_share_one_backbone() -> None:
         built.flip_averaged({"index": indices}), (direct + mirrored) / 2, rtol=1e-4, atol=1e-5
     )
     assert models.forward_flops(built.inference) == models.forward_flops(backbone)
-    with pytest.raises(ValueError, match=r"images must have shape \(N, 16, 16, 3\)"):
+    with pytest.raises(ValueError, match=r"takes images of shape \(N, 16, 16, 3\), got .*8, 8, 3"):
         models.build_training_models(backbone, _images(2, 8), [0.0] * 3, [1.0] * 3)

@@ -109,11 +109,15 @@ def build_training_models(
     Raises:
         ValueError: For images that do not match the backbone's input, or bad ``mean``/``std``.
     """
-    image_shape = tuple(backbone.input_shape[1:])
-    if np.ndim(images) != 4 or tuple(np.shape(images)[1:]) != image_shape:
+    accepted = tuple(backbone.input_shape[1:])
+    fits = np.ndim(images) == 4 and len(accepted) == 3
+    if fits:
+        image_shape = tuple(int(size) for size in np.shape(images)[1:])
+        fits = all(want in (None, have) for want, have in zip(accepted, image_shape, strict=True))
+    if not fits:
         raise ValueError(
-            f"images must have shape (N, {', '.join(map(str, image_shape))}), "
-            f"got {np.shape(images)}"
+            f"the backbone takes images of shape (N, {', '.join(map(str, accepted))}), "
+            f"got images of shape {np.shape(images)}"
         )
     shared = _SharedLayers(
         normalize=augmentation.normalization(mean, std, image_shape[-1]),

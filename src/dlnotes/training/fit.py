@@ -271,7 +271,7 @@ def load_trained_model(
     network = backbone(config, len(dataset["class_ids"]), None)
     built = models.build_training_models(
         network,
-        np.zeros((1, *network.input_shape[1:]), dtype=np.uint8),  # no data needed to load
+        np.zeros((1, *dataset.get("image_shape", network.input_shape[1:])), dtype=np.uint8),
         dataset["mean"],
         dataset["std"],
         padding=config.augment_padding,

@@ -207,6 +207,7 @@ def record_run(
             "fingerprint": dataset.fingerprint,
             "train_images": len(dataset.train_images),
             "val_images": len(dataset.val_images),
+            "image_shape": list(dataset.train_images.shape[1:]),
             "data_dir": str(Path(root).resolve()),
         },
     )
