@@ -347,7 +347,9 @@ class Chapter(pytest.Item):
 
 class ChapterFile(pytest.File):
     def collect(self) -> Iterator[pytest.Item]:
-        yield Chapter.from_parent(self, name=self.path.name)
+        chapter = Chapter.from_parent(self, name=self.path.name)
+        chapter.add_marker(pytest.mark.slow)
+        yield chapter
 
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
