@@ -7,11 +7,15 @@ of Tiny ImageNet in the original layout) into a temporary folder once per run an
 archive (a user's clone) a synthetic dataset in the identical layout is written instead, and
 without the weights the chapters fall back to their stand-ins; on CI (``CI`` set) both are required.
 
-The notebooks in ``notebooks/`` are executed by nbmake's runner, once per run, before the tests
-(``testpaths`` lists them first), and each executed copy is kept: the book-build test renders the
-book from those copies instead of executing the chapters a second time. The notebooks run as a
-new user's would: without data, which the first chapter downloads from a loopback mirror of the
-mini archive (``DLNOTES_DATA_URL``/``DLNOTES_DATA_MD5``) and the others reuse.
+Each notebook in ``notebooks/`` is a test item (marked ``slow``), and every chapter a run selects
+is executed once, by nbmake's own command: ``pytest --nbmake --overwrite`` on copies of the
+notebooks in the run's temporary folder (:class:`ChapterRun`). It starts when collection ends, in
+a process of its own, while the unit tests run; the chapter items, and after them the tests that
+read the executed copies (those that use the ``executed_notebooks`` fixture: the book build and the
+chapters' results), run last. The book-build test renders the book from those copies instead of
+executing the chapters a second time. The notebooks run as a new user's would: without data,
+which the first chapter downloads from a loopback mirror of the mini archive
+(``DLNOTES_DATA_URL``/``DLNOTES_DATA_MD5``) and the others reuse.
 """
 
 from __future__ import annotations
@@ -20,21 +24,21 @@ import hashlib
 import http.server
 import io
 import os
+import re
 import shutil
 import struct
 import subprocess
 import sys
 import tempfile
 import threading
-import time
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from xml.etree import ElementTree
 
 import numpy as np
 import pytest
-from nbmake.pytest_items import NotebookFailedException, NotebookItem
 
 from dlnotes.data import synthetic
 
@@ -101,9 +105,9 @@ def pytest_report_header(config: pytest.Config) -> str:
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
-    runner = _state.get("runner")
-    if isinstance(runner, ChapterRunner):
-        runner.close()
+    run = _state.get("chapters")
+    if isinstance(run, ChapterRun):
+        run.close()
     workdir = _state.get("workdir")
     if isinstance(workdir, Path):
         shutil.rmtree(workdir, ignore_errors=True)
@@ -253,181 +257,157 @@ def tiny_imagenet_copy(tmp_path: Path, tiny_imagenet: Path) -> Path:
     return target
 
 
-# Every chapter executed once, by nbmake's runner ----------------------------------------------
+# Every chapter executed once, by nbmake ------------------------------------------------------
 
 NOTEBOOKS = REPO_ROOT / "notebooks"
 MIRROR_PATH = "/mirror/tiny-imagenet-200.zip"
+ANSI_COLOUR = re.compile(r"#x1B\[[0-9;]*m")  # terminal colours, as JUnit XML writes them
 
 
-class ChapterRunner:
-    """Executes the chapters' notebooks in a process of their own, while the unit tests run.
+class ChapterRun:
+    """nbmake, run by its own command on copies of chapter notebooks, next to the unit tests.
 
-    ``tests/run_chapters.py`` runs them one after the other with nbmake's runner and keeps each
-    executed notebook. Its kernels start as a new user's would: without data
-    (``DLNOTES_DATA_DIR`` names an empty folder) and with a loopback mirror of the mini archive as
-    the download address, so the first chapter that needs data downloads it and the others find
-    it. Their environment is fixed when the process starts, whatever the unit tests change later.
+    The command is ``pytest --nbmake --overwrite`` on copies in a temporary folder: nbmake writes
+    each executed notebook over its copy and ``--junitxml`` records each chapter's result. Its
+    kernels start as a new user's would: without data (``DLNOTES_DATA_DIR`` names an empty
+    folder) and with a loopback mirror of the mini archive as the download address, so the first
+    chapter that needs data downloads it and the others find it. The environment is fixed when
+    the command starts, whatever the unit tests change later.
     """
 
-    def __init__(self, workdir: Path, timeout: int) -> None:
-        self.executed = workdir / "executed"
-        self.executed.mkdir(parents=True)
-        self.data_dir = workdir / "downloaded" / "tiny-imagenet-200"
-        self.log = workdir / "chapters.log"
-        self.timeout = timeout
-        self.mirror: ArchiveServer | None = None
-        self.process: subprocess.Popen[bytes] | None = None
-        self.failed: set[str] = set()
-
-    def start(self, notebooks: list[Path]) -> None:
-        """Start executing ``notebooks`` in order (after any notebooks started earlier)."""
-        self.wait_until_idle()
-        if self.mirror is None:
-            archive = dataset_archive(Path(_state["root"]))
-            self.mirror = ArchiveServer().__enter__()
-            self.mirror.files[MIRROR_PATH] = archive
-            self.md5 = md5(archive)
+    def __init__(self, folder: Path, notebooks: list[Path], timeout: int) -> None:
+        folder.mkdir(parents=True)
+        self.notebooks = [Path(shutil.copy(notebook, folder)) for notebook in notebooks]
+        self.report = folder / "nbmake.xml"
+        self.log = folder / "nbmake.log"
+        archive = dataset_archive(Path(_state["root"]))
+        self.mirror = ArchiveServer().__enter__()
+        self.mirror.files[MIRROR_PATH] = archive
         environment = {key: value for key, value in os.environ.items() if key != "MPLBACKEND"}
         environment.update(  # a non-inline matplotlib backend would drop every plot (MPLBACKEND)
-            DLNOTES_DATA_DIR=str(self.data_dir),
+            DLNOTES_DATA_DIR=str(folder / "downloaded" / "tiny-imagenet-200"),
             DLNOTES_DATA_URL=self.mirror.url(MIRROR_PATH),
-            DLNOTES_DATA_MD5=self.md5,
+            DLNOTES_DATA_MD5=md5(archive),
         )
-        with self.log.open("ab") as log:
+        command = [sys.executable, "-m", "pytest", "--nbmake", "--overwrite"]
+        command += [f"--nbmake-timeout={timeout}", f"--junitxml={self.report}"]
+        command += ["-c", os.devnull, "--rootdir", str(folder), "-p", "no:cacheprovider"]
+        with self.log.open("wb") as log:
             self.process = subprocess.Popen(
-                [
-                    sys.executable,
-                    str(REPO_ROOT / "tests" / "run_chapters.py"),
-                    str(self.executed),
-                    str(self.timeout),
-                    *map(str, notebooks),
-                ],
+                [*command, *map(str, self.notebooks)],
                 env=environment,
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                cwd=REPO_ROOT,
+                cwd=folder,
             )
 
-    def wait_until_idle(self) -> None:
-        if self.process is not None:
-            self.process.wait()
-
-    def result(self, notebook: Path) -> Any:
-        """nbmake's result for ``notebook`` (waits until it has been executed)."""
-        import json
-
-        import nbformat
-        from nbmake.nb_result import NotebookError, NotebookResult
-
-        record = self.executed / f"{notebook.name}.result.json"
-        while not record.is_file():
-            if self.process is None or self.process.poll() is not None:
-                if record.is_file():
-                    break
-                raise RuntimeError(
-                    f"the chapter runner stopped before {notebook.name} (log: {self.log}):\n"
-                    + self.log.read_text(errors="replace")[-3000:]
-                )
-            time.sleep(0.5)
-        error = json.loads(record.read_text())["error"]
-        if error is not None:
-            self.failed.add(notebook.name)
-        return NotebookResult(
-            nb=nbformat.read(str(self.executed / notebook.name), as_version=4),
-            error=None if error is None else NotebookError(**error),
-        )
-
-    def executed_notebooks(self) -> dict[str, Path]:
-        """Every notebook of ``notebooks/``, executed (those not run yet are run now)."""
-        missing = [
-            notebook
-            for notebook in sorted(NOTEBOOKS.glob("*.ipynb"))
-            if not (self.executed / f"{notebook.name}.result.json").is_file()
-        ]
-        if missing:
-            self.start(missing)
-        for notebook in sorted(NOTEBOOKS.glob("*.ipynb")):
-            self.result(notebook)
-        return {path.name: path for path in sorted(self.executed.glob("*.ipynb"))}
+    def results(self) -> dict[str, tuple[float, str | None]]:
+        """Each chapter's seconds and nbmake's failure text (None: passed); waits for the run."""
+        self.process.wait()
+        if not self.report.is_file():
+            tail = self.log.read_text(errors="replace")[-3000:]
+            raise RuntimeError(f"nbmake stopped without a report ({self.log}):\n{tail}")
+        results = {}
+        for case in ElementTree.parse(self.report).iter("testcase"):
+            failure = case.find("failure")
+            text = None
+            if failure is not None:  # the error's last line, then the failing cell and traceback
+                text = ANSI_COLOUR.sub("", f"{failure.get('message')}\n\n{failure.text}")
+            results[case.get("name", "")] = (float(case.get("time", 0)), text)
+        return results
 
     def close(self) -> None:
-        if self.process is not None and self.process.poll() is None:
+        if self.process.poll() is None:
             self.process.kill()
             self.process.wait()
-        if self.mirror is not None:
-            self.mirror.__exit__(None, None, None)
+        self.mirror.__exit__(None, None, None)
 
 
-def chapter_runner(config: pytest.Config) -> ChapterRunner:
-    runner = _state.get("runner")
-    if not isinstance(runner, ChapterRunner):
-        timeout = int(config.getoption("nbmake_timeout") or 600)
-        runner = ChapterRunner(Path(_state["workdir"]) / "chapters", timeout)
-        _state["runner"] = runner
-    return runner
+class ChapterFailed(Exception):
+    """nbmake's report of a chapter that did not execute."""
 
 
-class ChapterExecution(NotebookItem):  # type: ignore[misc]
-    """A notebook test item: nbmake's item, reporting the run of :class:`ChapterRunner`."""
+class Chapter(pytest.Item):
+    """A chapter's notebook: passes when nbmake executed it without an error."""
 
     def runtest(self) -> None:
-        result = chapter_runner(self.config).result(Path(self.filename))
-        if result.error is not None:
-            raise NotebookFailedException(result)
+        run = _state["chapters"]
+        _, failure = run.results().get(self.name, (0.0, f"nbmake did not run (log: {run.log})"))
+        if failure is not None:
+            raise ChapterFailed(failure)
+
+    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> Any:
+        if isinstance(excinfo.value, ChapterFailed):
+            return str(excinfo.value)
+        return super().repr_failure(excinfo, style)
+
+    def reportinfo(self) -> tuple[Path, int | None, str]:
+        return self.path, None, self.name
 
 
-class ChapterNotebook(pytest.File):
+class ChapterFile(pytest.File):
     def collect(self) -> Iterator[pytest.Item]:
-        item = ChapterExecution.from_parent(self, filename=str(self.path))
-        item.add_marker(pytest.mark.slow)
-        yield item
+        chapter = Chapter.from_parent(self, name=self.path.name)
+        chapter.add_marker(pytest.mark.slow)
+        yield chapter
 
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
-    if file_path.suffix == ".ipynb" and file_path.parent == NOTEBOOKS:
-        return ChapterNotebook.from_parent(parent, path=file_path)
+    # With --nbmake, nbmake's own items execute the notebooks given, in this process.
+    nbmake_collects = parent.config.getoption("nbmake")
+    if file_path.suffix == ".ipynb" and file_path.parent == NOTEBOOKS and not nbmake_collects:
+        return ChapterFile.from_parent(parent, path=file_path)
     return None
 
 
-USES_EXECUTED_CHAPTERS = ("test_book_build.py", "test_chapter_results.py")
+def uses_chapters(item: pytest.Item) -> bool:
+    return "executed_notebooks" in getattr(item, "fixturenames", ())
 
 
 def pytest_collection_modifyitems(session: pytest.Session, items: list[pytest.Item]) -> None:
-    # The chapters execute in their own process while the other tests run: their items, and the
-    # tests that read what they produced, come last.
+    # The chapters execute while the other tests run: their items, and the tests that read what
+    # they produced, come last.
     def last(item: pytest.Item) -> int:
-        if isinstance(item, ChapterExecution):
+        if isinstance(item, Chapter):
             return 1
-        return 2 if item.path.name in USES_EXECUTED_CHAPTERS else 0
+        return 2 if uses_chapters(item) else 0
 
     items.sort(key=last)
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
-    notebooks = [
-        Path(item.filename) for item in session.items if isinstance(item, ChapterExecution)
-    ]
-    if notebooks:
-        chapter_runner(session.config).start(notebooks)
+    # Starts nbmake on the selected chapters, or on all of them when a selected test reads them.
+    chapters = {item.path for item in session.items if isinstance(item, Chapter)}
+    if any(uses_chapters(item) for item in session.items):
+        chapters = set(NOTEBOOKS.glob("*.ipynb"))
+    if chapters and not session.config.option.collectonly:
+        timeout = int(session.config.getoption("nbmake_timeout"))
+        folder = Path(_state["workdir"]) / "chapters"
+        _state["chapters"] = ChapterRun(folder, sorted(chapters), timeout)
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    run = _state.get("chapters")
+    if isinstance(run, ChapterRun) and run.process.poll() is not None and run.report.is_file():
+        for name, (seconds, failure) in run.results().items():
+            outcome = "passed" if failure is None else "FAILED"
+            terminalreporter.write_line(f"nbmake: {name} {outcome} in {seconds:.0f} s")
 
 
 @pytest.fixture(scope="session")
-def executed_notebooks(request: pytest.FixtureRequest) -> dict[str, Path]:
-    """Every chapter's executed notebook (executed by the notebook items, or now)."""
-    runner = chapter_runner(request.config)
-    notebooks = runner.executed_notebooks()
-    if runner.failed:
-        pytest.fail(f"chapters failed to execute: {sorted(runner.failed)}")
-    return notebooks
+def executed_notebooks() -> dict[str, Path]:
+    """Every chapter's executed notebook (nbmake's copy)."""
+    run = _state["chapters"]
+    failed = [name for name, (_, failure) in run.results().items() if failure is not None]
+    if failed:
+        pytest.fail(f"chapters failed to execute: {failed}")
+    return {notebook.name: notebook for notebook in run.notebooks}
 
 
 @pytest.fixture(scope="session")
-def chapter_mirror_requests(
-    executed_notebooks: dict[str, Path], request: pytest.FixtureRequest
-) -> list[str]:
+def chapter_mirror_requests(executed_notebooks: dict[str, Path]) -> list[str]:
     """The requests the chapters' loopback mirror received."""
-    mirror = chapter_runner(request.config).mirror
-    return list(mirror.requests) if mirror is not None else []
+    return list(_state["chapters"].mirror.requests)
 
 
 @pytest.fixture(scope="session")

@@ -1,7 +1,7 @@
 """Build the whole book from the executed chapters, warnings as errors, then read it in Chromium.
 
-The chapters are executed once per test run, by nbmake's runner (see conftest.py): starting
-without data, the first downloads the real mini archive from a loopback mirror
+The chapters are executed once per test run, by nbmake (see conftest.py): starting without data,
+the first downloads the real mini archive from a loopback mirror
 (``DLNOTES_DATA_URL``/``DLNOTES_DATA_MD5``), as a new user's chapters download Tiny ImageNet, and
 all use the real pretrained weights of ``DLNOTES_PRETRAINED_DIR``. The book is rendered from those
 executed notebooks (``execute_notebooks: off``) — the same sources, not executed a second time.

@@ -128,6 +128,7 @@ COMPILE_ONCE = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_jax_reuses_compiled_programs_and_compiles_a_changed_recipe(tmp_path: Path) -> None:
     pytest.importorskip("jax")
     cache = tmp_path / "compiled"

@@ -26,6 +26,7 @@ def archive_bytes(tiny_imagenet: Path) -> bytes:
     return dataset_archive(tiny_imagenet)
 
 
+@pytest.mark.slow
 def test_script_downloads_verifies_extracts_and_then_does_nothing(
     server: ArchiveServer, archive_bytes: bytes, tmp_path: Path
 ) -> None:
@@ -62,6 +63,7 @@ def test_corrupt_download_is_reported_deleted_and_recovered(
     assert data.read_class_ids(root)
 
 
+@pytest.mark.slow
 def test_interrupted_download_gives_a_clear_message_and_recovers(
     server: ArchiveServer, archive_bytes: bytes, tmp_path: Path
 ) -> None:
@@ -144,6 +146,7 @@ def test_bad_checksum_format_and_occupied_destination(tmp_path: Path) -> None:
         download.extract_archive(tmp_path / "x.zip", occupied)
 
 
+@pytest.mark.slow
 def test_console_command_uses_the_mirror_of_the_environment(
     server: ArchiveServer, archive_bytes: bytes, tmp_path: Path
 ) -> None:
@@ -197,6 +200,7 @@ sys.exit(download.main(sys.argv[1:]))
 """
 
 
+@pytest.mark.slow
 def test_a_run_killed_during_extraction_is_cleaned_up_by_the_next(
     server: ArchiveServer, archive_bytes: bytes, tmp_path: Path
 ) -> None:

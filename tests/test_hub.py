@@ -97,6 +97,7 @@ def test_standin_loads_and_predicts_through_the_same_loader(
     assert np.mean(labels == val.labels) > 1.5 / len(val.class_ids)  # learned something
 
 
+@pytest.mark.slow
 def test_cli_writes_a_manifest_that_read_split_accepts(
     standin: Path, tiny_imagenet: Path, tmp_path: Path
 ) -> None:
@@ -119,6 +120,7 @@ def test_cli_writes_a_manifest_that_read_split_accepts(
     )  # nothing moved
 
 
+@pytest.mark.slow
 def test_cli_errors(tiny_imagenet: Path, tmp_path: Path) -> None:
     script = REPO / "data_scripts" / "pseudo_label.py"
     common = ("--data-dir", tiny_imagenet, "--model", tmp_path, "--out", tmp_path / "x.csv")
@@ -128,6 +130,7 @@ def test_cli_errors(tiny_imagenet: Path, tmp_path: Path) -> None:
     assert bad.returncode == 1 and "--threshold must be in [0, 1]" in bad.stderr
 
 
+@pytest.mark.slow
 def test_cli_names_truncated_and_empty_images(
     standin: Path, tiny_imagenet_copy: Path, tmp_path: Path
 ) -> None:

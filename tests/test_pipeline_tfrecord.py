@@ -252,6 +252,7 @@ def test_reader_rejects_missing_files(tmp_path: Path) -> None:
         tfrecord.read_shards([])
 
 
+@pytest.mark.slow
 def test_make_tfrecords_script(tiny_imagenet: Path, tmp_path: Path) -> None:
     script = REPO / "data_scripts" / "make_tfrecords.py"
     arguments = ("--out-dir", tmp_path, "--split", "val", "--num-shards", "2")
@@ -396,6 +397,7 @@ def test_shard_files_refuses_an_incomplete_set(tiny_imagenet: Path, tmp_path: Pa
         tfrecord.write_shards(files[:2], labels[:2], class_ids, a_file, prefix="v", num_shards=1)
 
 
+@pytest.mark.slow
 def test_pipeline_benchmark_prints_five_rates(tiny_imagenet: Path) -> None:
     import json
 
