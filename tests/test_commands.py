@@ -56,7 +56,14 @@ def test_ctrl_c_stops_the_trainer_with_one_line(tiny_imagenet: Path, tmp_path: P
     command += ["--out-dir", str(out_dir), "--profile", "smoke", "--epochs", "5"]
     command += ["--levels", "1", "--width", "16", "--max-train-per-class", "30"]
     with subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        # A terminal's default, even where pytest itself was started with SIGINT ignored (nohup, a
+        # background job): an ignored signal stays ignored across exec.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     ) as trainer:
         try:
             assert trainer.stdout is not None
