@@ -6,9 +6,14 @@ import os
 import signal
 import subprocess
 import sys
+import threading
+import time
+import types
 from pathlib import Path
 
 import pytest
+
+from dlnotes import commands
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPTS = REPO / "data_scripts"
@@ -79,3 +84,30 @@ def test_ctrl_c_stops_the_trainer_with_one_line(tiny_imagenet: Path, tmp_path: P
     assert stderr.strip().splitlines()[-1] == "interrupted: run the same command to resume"
     assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr
     assert (out_dir / "manifest.json").is_file()  # the run folder can be resumed
+
+
+def test_a_ctrl_c_that_the_command_loses_is_repeated_until_it_stops_the_command(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """TensorFlow clears a KeyboardInterrupt raised inside its C++ fast path; the launcher
+    repeats SIGINT until one arrives, so the command still ends with status 130."""
+    lost = []
+
+    def main(argv: list[str] | None) -> int:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                time.sleep(0.01)
+            except KeyboardInterrupt:
+                if lost:
+                    raise
+                lost.append(time.monotonic())  # swallowed, as TensorFlow does
+        return 0
+
+    monkeypatch.setitem(sys.modules, "lossy_command", types.SimpleNamespace(main=main))
+    threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGINT)).start()
+    started = time.monotonic()
+    status = commands._launch("lossy_command", [], installed=False, interrupted="again")
+    assert lost and status == commands.INTERRUPTED
+    assert time.monotonic() - started < 5  # repeated within about a second, not at the end
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored

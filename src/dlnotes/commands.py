@@ -8,16 +8,69 @@ inside an import. So the variable is checked first
 (:func:`dlnotes.runtime.check_keras_backend`) and a bad value is one ``error: …`` line (exit
 status 1). Then the command's own ``main`` runs; Ctrl-C (SIGINT) prints one ``interrupted: …``
 line and exits with status 130, the shell's convention for a command ended by SIGINT.
+
+TensorFlow can lose a Ctrl-C: a ``KeyboardInterrupt`` raised while its C++ fast path calls back
+into Python (e.g. ``TensorShape.__len__`` as an iterator is created) is cleared there, and the
+command runs on as if nothing had happened. So while a command runs, SIGINT is repeated once a
+second until the ``KeyboardInterrupt`` has reached the launcher (:class:`_CtrlC`).
 """
 
 from __future__ import annotations
 
 import importlib
+import os
+import signal
 import sys
+import threading
+from types import FrameType
 from typing import Any
 
 INTERRUPTED = 130
 """Exit status after Ctrl-C (128 + SIGINT)."""
+
+
+class _CtrlC:
+    """SIGINT raises ``KeyboardInterrupt``, and is sent again every ``repeat`` seconds until
+    :meth:`caught` says the launcher has it (a lost one is thus repeated, not waited for)."""
+
+    def __init__(self, repeat: float = 1.0) -> None:
+        self.repeat = repeat
+        self.timer: threading.Timer | None = None
+        self.done = False
+        self.previous: Any = None
+
+    def __enter__(self) -> _CtrlC:
+        if threading.current_thread() is threading.main_thread():
+            if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+                self.previous = signal.signal(signal.SIGINT, self._interrupted)
+        return self
+
+    def _interrupted(self, signum: int, frame: FrameType | None) -> None:
+        if not self.done and self.timer is None:
+            self.timer = threading.Timer(self.repeat, self._again)
+            self.timer.daemon = True
+            self.timer.start()
+        raise KeyboardInterrupt
+
+    def _again(self) -> None:
+        self.timer = None
+        if not self.done:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    def caught(self) -> None:
+        """The interrupt has arrived: no more repeats, and further Ctrl-C are ignored."""
+        self.done = True
+        if self.timer is not None:
+            self.timer.cancel()
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.done = True
+        if self.timer is not None:
+            self.timer.cancel()
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
 
 
 def _launch(
@@ -39,11 +92,13 @@ def _launch(
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
-    try:
-        status: int = importlib.import_module(module).main(argv, **kwargs)
-    except KeyboardInterrupt:
-        print(f"\ninterrupted: {interrupted}", file=sys.stderr, flush=True)
-        return INTERRUPTED
+    with _CtrlC() as ctrl_c:
+        try:
+            status: int = importlib.import_module(module).main(argv, **kwargs)
+        except KeyboardInterrupt:
+            ctrl_c.caught()
+            print(f"\ninterrupted: {interrupted}", file=sys.stderr, flush=True)
+            return INTERRUPTED
     return status
 
 
