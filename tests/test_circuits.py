@@ -7,8 +7,13 @@ import pytest
 
 from dlnotes.theory import batchnorm, circuits, gradcheck, graph
 
+NEURON = {"w0": 2.0, "x0": -1.0, "w1": -3.0, "x1": -2.0, "w2": -3.0}
+"""The inputs of the sigmoid neuron of the computational-graphs chapter."""
 
-def _neuron(values: dict[str, float]) -> circuits.Circuit:
+
+def neuron(values: dict[str, float] = NEURON) -> circuits.Circuit:
+    """The chapter's sigmoid neuron σ(w0·x0 + w1·x1 + w2) as a circuit (also drawn in
+    test_diagrams.py)."""
     circuit = circuits.Circuit()
     for name in ("w0", "x0", "w1", "x1", "w2"):
         circuit.input(name, values[name])
@@ -23,12 +28,12 @@ def _neuron(values: dict[str, float]) -> circuits.Circuit:
 def test_circuit_gradients_match_central_differences() -> None:
     names = ("w0", "x0", "w1", "x1", "w2")
     point = np.array([2.0, -1.0, -3.0, -2.0, -3.0])
-    circuit = _neuron(dict(zip(names, point, strict=True)))
+    circuit = neuron(dict(zip(names, point, strict=True)))
     assert circuit.values["f"] == pytest.approx(1 / (1 + np.exp(-1.0)))
     gradients = circuit.backward()
 
     def f(values: np.ndarray) -> float:
-        return _neuron(dict(zip(names, values, strict=True))).values["f"]
+        return neuron(dict(zip(names, values, strict=True))).values["f"]
 
     numerical = gradcheck.numerical_gradient(f, point)
     ours = np.array([gradients[name] for name in names])
@@ -54,7 +59,7 @@ def test_gradients_add_up_where_a_value_is_used_twice() -> None:
 
 
 def test_backward_from_an_intermediate_value() -> None:
-    circuit = _neuron({"w0": 2.0, "x0": -1.0, "w1": -3.0, "x1": -2.0, "w2": -3.0})
+    circuit = neuron({"w0": 2.0, "x0": -1.0, "w1": -3.0, "x1": -2.0, "w2": -3.0})
     gradients = circuit.backward("s")
     assert gradients["w0"] == pytest.approx(-1.0) and "w2" not in gradients
 

@@ -7,26 +7,15 @@ matplotlib.use("Agg")
 import keras
 import matplotlib.pyplot as plt
 import pytest
+from test_circuits import neuron
 
 from dlnotes import models
 from dlnotes.book import diagrams
 from dlnotes.theory import circuits, graph
 
 
-def _neuron() -> circuits.Circuit:
-    circuit = circuits.Circuit()
-    for name, value in (("w0", 2.0), ("x0", -1.0), ("w1", -3.0), ("x1", -2.0), ("w2", -3.0)):
-        circuit.input(name, value)
-    circuit.apply("a", graph.Multiply(), "w0", "x0")
-    circuit.apply("b", graph.Multiply(), "w1", "x1")
-    circuit.apply("s", graph.Add(), "a", "b")
-    circuit.apply("u", graph.Add(), "s", "w2")
-    circuit.apply("f", graph.Sigmoid(), "u")
-    return circuit
-
-
 def test_draw_circuit_labels_every_wire() -> None:
-    circuit = _neuron()
+    circuit = neuron()
     with pytest.raises(ValueError, match=r"run circuit\.backward"):
         diagrams.draw_circuit(circuit)
     circuit.backward()
