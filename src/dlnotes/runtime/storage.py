@@ -99,8 +99,9 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """A temporary name for ``path`` that replaces ``path`` when the block ends without error.
 
     This is the one way the package writes a file: the block writes to the yielded path (with any
-    writer that takes a file name: ``numpy.save``, ``h5py``, ``csv``), and the file is then moved
-    onto ``path`` with :func:`os.replace` (:func:`atomic_files` with one file). If the block
+    writer that takes a file name or an open file: ``h5py``, ``csv``; ``numpy.save`` only on an
+    open file, as given a name it appends ``.npy``), and the file is then moved onto ``path``
+    with :func:`os.replace` (:func:`atomic_files` with one file). If the block
     raises, or the process is killed, ``path`` keeps its previous content (or stays absent); the
     temporary file is removed on an exception and is left as ``<name>.partial`` only by a killed
     process.
